@@ -1,0 +1,250 @@
+import { ConfigError, type OptionTable, type OptionValues } from './options';
+
+const HOST = { regex: /^[A-Za-z0-9.:-]{1,253}$/, description: 'a hostname or IP address' };
+const NODE_ID = { regex: /^[A-Za-z0-9._:-]{1,64}$/, description: '1-64 characters of A-Z a-z 0-9 . _ : -' };
+const WS_URL = { regex: /^wss?:\/\/[^\s,]{1,250}$/, description: 'a ws:// or wss:// URL' };
+const HTTP_URL = { regex: /^https?:\/\/\S{1,2000}$/, description: 'an http:// or https:// URL' };
+const PATH = { regex: /^\S.{0,1023}$/, description: 'a file path' };
+
+/** Every option of `supernode node`; docs/configuration.md is generated from this table. */
+export const nodeOptionTable = {
+  host: {
+    kind: 'string',
+    env: 'SUPERNODE_HOST',
+    default: '127.0.0.1',
+    pattern: HOST,
+    help: 'Address the session listener binds to (0.0.0.0 in AWS).',
+  },
+  port: {
+    kind: 'int',
+    env: 'SUPERNODE_PORT',
+    default: 7001,
+    min: 0,
+    max: 65535,
+    help: 'TCP port for WebSocket sessions, health and metrics (0 picks a free port).',
+  },
+  nodeId: {
+    kind: 'string',
+    env: 'SUPERNODE_NODE_ID',
+    pattern: NODE_ID,
+    help: 'Name of this node in lookups and logs. Default: <hostname>-<port>.',
+  },
+  publicUrl: {
+    kind: 'string',
+    env: 'SUPERNODE_PUBLIC_URL',
+    pattern: WS_URL,
+    help: 'URL clients use to reach this node, returned as the home node in lookups. Default: ws://<host>:<port>.',
+  },
+  alternatives: {
+    kind: 'list',
+    env: 'SUPERNODE_ALTERNATIVES',
+    default: [],
+    maxItems: 16,
+    item: WS_URL,
+    help: 'Other nodes to suggest to clients refused for capacity or drain.',
+  },
+  jwksUrl: {
+    kind: 'string',
+    env: 'SUPERNODE_JWKS_URL',
+    pattern: HTTP_URL,
+    help: 'URL of the auth service public key set (JWKS). Give this or --jwks-file.',
+  },
+  jwksFile: {
+    kind: 'string',
+    env: 'SUPERNODE_JWKS_FILE',
+    pattern: PATH,
+    help: 'File holding the public key set (JWKS). Give this or --jwks-url.',
+  },
+  jwksRefreshMs: {
+    kind: 'int',
+    env: 'SUPERNODE_JWKS_REFRESH_MS',
+    default: 60_000,
+    min: 1000,
+    max: 86_400_000,
+    help: 'How often the key set is re-read; a failed read keeps the last good set.',
+  },
+  audience: {
+    kind: 'string',
+    env: 'SUPERNODE_AUDIENCE',
+    default: 'supernode',
+    pattern: { regex: /^\S{1,128}$/, description: '1-128 non-space characters' },
+    help: 'Required "aud" of access tokens.',
+  },
+  issuer: {
+    kind: 'string',
+    env: 'SUPERNODE_ISSUER',
+    pattern: { regex: /^\S{1,256}$/, description: '1-256 non-space characters' },
+    help: 'Required "iss" of access tokens, if set.',
+  },
+  clockToleranceSec: {
+    kind: 'int',
+    env: 'SUPERNODE_CLOCK_TOLERANCE_SEC',
+    default: 30,
+    min: 0,
+    max: 300,
+    help: 'Clock difference tolerated when checking "exp" and "nbf".',
+  },
+  maxSessions: {
+    kind: 'int',
+    env: 'SUPERNODE_MAX_SESSIONS',
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    help: 'Capacity: open connections (authenticated or not) above which new ones are refused as "full".',
+  },
+  maxSessionsPerUser: {
+    kind: 'int',
+    env: 'SUPERNODE_MAX_SESSIONS_PER_USER',
+    default: 4,
+    min: 1,
+    max: 64,
+    help: 'Sessions one user may hold on this node; a new one beyond this replaces the oldest.',
+  },
+  maxFrameBytes: {
+    kind: 'int',
+    env: 'SUPERNODE_MAX_FRAME_BYTES',
+    default: 65_536,
+    min: 1024,
+    max: 1_048_576,
+    help: 'Largest WebSocket frame accepted; larger closes the session with 1009.',
+  },
+  messagesPerSecond: {
+    kind: 'int',
+    env: 'SUPERNODE_MESSAGES_PER_SECOND',
+    default: 500,
+    min: 1,
+    max: 1_000_000,
+    help: 'Frames per second a session may send before the node stops reading from it.',
+  },
+  messageBurst: {
+    kind: 'int',
+    env: 'SUPERNODE_MESSAGE_BURST',
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    help: 'Frames a session may send at once above its rate.',
+  },
+  lookupsPerSecond: {
+    kind: 'int',
+    env: 'SUPERNODE_LOOKUPS_PER_SECOND',
+    default: 20,
+    min: 1,
+    max: 100_000,
+    help: 'Lookups per second a session may make before the node stops reading from it.',
+  },
+  lookupBurst: {
+    kind: 'int',
+    env: 'SUPERNODE_LOOKUP_BURST',
+    default: 50,
+    min: 1,
+    max: 100_000,
+    help: 'Lookups a session may make at once above its rate.',
+  },
+  sendBufferBytes: {
+    kind: 'int',
+    env: 'SUPERNODE_SEND_BUFFER_BYTES',
+    default: 1_048_576,
+    min: 16_384,
+    max: 67_108_864,
+    help: 'Bytes queued towards one session above which relays to it are refused as "recipient_busy".',
+  },
+  slowConsumerMs: {
+    kind: 'int',
+    env: 'SUPERNODE_SLOW_CONSUMER_MS',
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    help: 'How long a session may stay above its send buffer before it is disconnected as a slow consumer.',
+  },
+  authTimeoutMs: {
+    kind: 'int',
+    env: 'SUPERNODE_AUTH_TIMEOUT_MS',
+    default: 5000,
+    min: 100,
+    max: 60_000,
+    help: 'Time a new connection has to send its hello.',
+  },
+  heartbeatMs: {
+    kind: 'int',
+    env: 'SUPERNODE_HEARTBEAT_MS',
+    default: 30_000,
+    min: 1000,
+    max: 300_000,
+    help: 'WebSocket ping interval; a session that misses one ping is closed. Keep under the NLB idle timeout (350 s).',
+  },
+  retryAfterMs: {
+    kind: 'int',
+    env: 'SUPERNODE_RETRY_AFTER_MS',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    help: 'Base of the retry advice given when full; clients get a random value between it and twice it.',
+  },
+  drainTimeoutMs: {
+    kind: 'int',
+    env: 'SUPERNODE_DRAIN_TIMEOUT_MS',
+    default: 30_000,
+    min: 0,
+    max: 3_600_000,
+    help: 'On SIGTERM or /admin/drain, how long to wait for clients to move before closing the rest and exiting.',
+  },
+  stun: { kind: 'bool', env: 'SUPERNODE_STUN', default: true, help: 'Answer STUN Binding requests on UDP.' },
+  stunHost: {
+    kind: 'string',
+    env: 'SUPERNODE_STUN_HOST',
+    pattern: HOST,
+    help: 'Address the STUN socket binds to. Default: same as --host.',
+  },
+  stunPort: {
+    kind: 'int',
+    env: 'SUPERNODE_STUN_PORT',
+    default: 3478,
+    min: 0,
+    max: 65535,
+    help: 'UDP port for STUN (0 picks a free port).',
+  },
+  cloudwatch: {
+    kind: 'bool',
+    env: 'SUPERNODE_CLOUDWATCH',
+    default: false,
+    help: 'Publish metrics to CloudWatch (namespace Supernode) as well as /metrics.',
+  },
+  cloudwatchIntervalMs: {
+    kind: 'int',
+    env: 'SUPERNODE_CLOUDWATCH_INTERVAL_MS',
+    default: 60_000,
+    min: 1000,
+    max: 3_600_000,
+    help: 'How often metrics go to CloudWatch.',
+  },
+  autoScalingGroup: {
+    kind: 'string',
+    env: 'SUPERNODE_AUTO_SCALING_GROUP',
+    pattern: { regex: /^[\w.:/@+=-]{1,255}$/, description: 'an Auto Scaling group name' },
+    help: 'Value of the AutoScalingGroupName dimension; required with --cloudwatch.',
+  },
+  logLevel: {
+    kind: 'enum',
+    env: 'SUPERNODE_LOG_LEVEL',
+    default: 'info',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    help: 'Log level (pino JSON on stdout).',
+  },
+} as const satisfies OptionTable;
+
+export type NodeConfig = OptionValues<typeof nodeOptionTable>;
+
+/** Rules across options, checked after each option is valid on its own. */
+export function checkNodeConfig(config: NodeConfig): NodeConfig {
+  if (Boolean(config.jwksUrl) === Boolean(config.jwksFile)) {
+    throw new ConfigError(
+      '--jwks-url (SUPERNODE_JWKS_URL) or --jwks-file (SUPERNODE_JWKS_FILE) is required, not both',
+    );
+  }
+  if (config.cloudwatch && !config.autoScalingGroup) {
+    throw new ConfigError(
+      '--auto-scaling-group (SUPERNODE_AUTO_SCALING_GROUP) is required with --cloudwatch',
+    );
+  }
+  return config;
+}

@@ -1,0 +1,202 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { MetricSample } from '../metrics/cloudwatch';
+
+/** Reasons a new session is refused; also the `reason` label of supernode_refusals_total. */
+export type RefusalReason =
+  | 'full'
+  | 'draining'
+  | 'keys_unavailable'
+  | 'token_invalid'
+  | 'token_expired'
+  | 'auth_required'
+  | 'auth_timeout'
+  | 'bad_message';
+/** Reasons an established session is ended by the node. */
+export type DisconnectReason = 'slow_consumer' | 'replaced' | 'heartbeat' | 'bad_message' | 'drained';
+
+/**
+ * Plain counters on the hot path (an increment is one add); Prometheus and CloudWatch read them on
+ * their own schedule, so neither adds cost per message.
+ */
+export class NodeStats {
+  registrations = 0;
+  relayedMessages = 0;
+  relayedBytes = 0;
+  relayUnknownRecipient = 0;
+  relayRecipientBusy = 0;
+  lookups = 0;
+  lookupsOnline = 0;
+  throttledMessages = 0;
+  throttledLookups = 0;
+  readonly refusals = new Map<RefusalReason, number>();
+  readonly disconnects = new Map<DisconnectReason, number>();
+  readonly stun = new Map<string, number>();
+
+  refuse(reason: RefusalReason): void {
+    this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
+  }
+  disconnect(reason: DisconnectReason): void {
+    this.disconnects.set(reason, (this.disconnects.get(reason) ?? 0) + 1);
+  }
+  stunOutcome(outcome: string): void {
+    this.stun.set(outcome, (this.stun.get(outcome) ?? 0) + 1);
+  }
+  totalRefusals(): number {
+    let sum = 0;
+    for (const n of this.refusals.values()) sum += n;
+    return sum;
+  }
+}
+
+/** Live figures the metrics read at scrape time. */
+export interface NodeGauges {
+  sessions(): number;
+  pendingConnections(): number;
+  users(): number;
+  capacity(): number;
+  ready(): boolean;
+}
+
+/** Event-loop delay over the last complete window (so two readers never reset each other's view). */
+class EventLoopDelayWindow {
+  private readonly histogram = monitorEventLoopDelay({ resolution: 10 });
+  private last = { p50: 0, p99: 0, max: 0 };
+  private readonly timer: NodeJS.Timeout;
+  constructor(windowMs: number) {
+    this.histogram.enable();
+    this.timer = setInterval(() => this.roll(), windowMs);
+    this.timer.unref();
+  }
+  private roll(): void {
+    this.last = {
+      p50: this.histogram.percentile(50) / 1e9,
+      p99: this.histogram.percentile(99) / 1e9,
+      max: this.histogram.max / 1e9,
+    };
+    this.histogram.reset();
+  }
+  get(): { p50: number; p99: number; max: number } {
+    return this.last;
+  }
+  stop(): void {
+    clearInterval(this.timer);
+    this.histogram.disable();
+  }
+}
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly stats = new NodeStats();
+  private readonly eventLoop = new EventLoopDelayWindow(10_000);
+  private lastCloudWatch = { registrations: 0, relayed: 0, refusals: 0 };
+
+  constructor(private readonly gauges: NodeGauges) {
+    const stats = this.stats;
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    const counter = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    const labelled = (name: string, help: string, label: string, read: () => Map<string, number>) =>
+      new Counter({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          this.reset();
+          for (const [value, count] of read()) this.inc({ [label]: value }, count);
+        },
+      });
+    gauge('supernode_sessions', 'Authenticated client sessions on this node', gauges.sessions);
+    gauge('supernode_connections_pending', 'Connections not yet authenticated', gauges.pendingConnections);
+    gauge('supernode_users', 'Distinct users with at least one session', gauges.users);
+    gauge('supernode_capacity', 'Configured maximum sessions', gauges.capacity);
+    gauge('supernode_ready', '1 when /readyz would answer ready', () => (gauges.ready() ? 1 : 0));
+    counter(
+      'supernode_registrations_total',
+      'Sessions authenticated and registered',
+      () => stats.registrations,
+    );
+    counter(
+      'supernode_relayed_messages_total',
+      'Relay frames delivered to a session',
+      () => stats.relayedMessages,
+    );
+    counter('supernode_relayed_bytes_total', 'Payload bytes delivered to sessions', () => stats.relayedBytes);
+    counter('supernode_lookups_total', 'Presence lookups answered', () => stats.lookups);
+    labelled('supernode_relay_dropped_total', 'Relay frames not delivered', 'reason', () =>
+      mapOf({ unknown_recipient: stats.relayUnknownRecipient, recipient_busy: stats.relayRecipientBusy }),
+    );
+    labelled('supernode_throttled_total', 'Frames that paused a session for its rate limit', 'kind', () =>
+      mapOf({ message: stats.throttledMessages, lookup: stats.throttledLookups }),
+    );
+    labelled('supernode_refusals_total', 'New sessions refused, by reason', 'reason', () => stats.refusals);
+    labelled(
+      'supernode_disconnects_total',
+      'Sessions ended by the node, by reason',
+      'reason',
+      () => stats.disconnects,
+    );
+    labelled('supernode_stun_total', 'STUN datagrams by outcome', 'outcome', () => stats.stun);
+    const eventLoop = this.eventLoop;
+    new Gauge({
+      name: 'supernode_event_loop_delay_seconds',
+      help: 'Event-loop delay over the last 10 s window',
+      labelNames: ['quantile'],
+      registers,
+      collect() {
+        const delay = eventLoop.get();
+        this.set({ quantile: '0.5' }, delay.p50);
+        this.set({ quantile: '0.99' }, delay.p99);
+        this.set({ quantile: 'max' }, delay.max);
+      },
+    });
+  }
+
+  /** The figures CloudWatch gets each interval: gauges as they are, counters as the change since last time. */
+  cloudWatchSamples(): MetricSample[] {
+    const stats = this.stats;
+    const now = {
+      registrations: stats.registrations,
+      relayed: stats.relayedMessages,
+      refusals: stats.totalRefusals(),
+    };
+    const last = this.lastCloudWatch;
+    this.lastCloudWatch = now;
+    return [
+      { name: 'ConnectedClients', value: this.gauges.sessions(), unit: 'Count' },
+      { name: 'Capacity', value: this.gauges.capacity(), unit: 'Count' },
+      { name: 'Ready', value: this.gauges.ready() ? 1 : 0, unit: 'Count' },
+      { name: 'Registrations', value: now.registrations - last.registrations, unit: 'Count' },
+      { name: 'RelayedMessages', value: now.relayed - last.relayed, unit: 'Count' },
+      { name: 'SessionsRefused', value: now.refusals - last.refusals, unit: 'Count' },
+      { name: 'EventLoopDelayP99', value: this.eventLoop.get().p99 * 1000, unit: 'Milliseconds' },
+    ];
+  }
+
+  stop(): void {
+    this.eventLoop.stop();
+  }
+}
+
+function mapOf(values: Record<string, number>): Map<string, number> {
+  return new Map(Object.entries(values));
+}

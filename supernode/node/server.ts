@@ -1,0 +1,584 @@
+import { hostname } from 'node:os';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import { checkNodeConfig, type NodeConfig, nodeOptionTable } from '../config/node-options';
+import { resolveOptions } from '../config/options';
+import { createLogger, type Logger } from '../log';
+import { CloudWatchPublisher } from '../metrics/cloudwatch';
+import { encodeRelayFrame, FLAG_ACK, FRAME_DELIVER, FRAME_SEND, parseRelayFrame } from '../protocol/frames';
+import {
+  type Endpoint,
+  type ErrorCode,
+  ErrorCodes,
+  MAX_ENDPOINTS,
+  parseClientMessage,
+  SESSION_PATH,
+  type ServerError,
+  type ServerMessage,
+} from '../protocol/messages';
+import { StunServer } from '../stun/server';
+import { verifyAccessToken } from './access-token';
+import { KeyStore } from './keys';
+import { type DisconnectReason, NodeMetrics, type RefusalReason } from './metrics';
+import { PresenceRegistry } from './presence';
+import { TokenBucket } from './token-bucket';
+
+export interface SupernodeOptions extends Partial<NodeConfig> {
+  /** Defaults to a pino logger at `logLevel`. */
+  logger?: Logger;
+  /** Called once a drain has finished and the node is closed (the CLI exits here). */
+  onDrained?: () => void;
+}
+
+export interface ReadyState {
+  ready: boolean;
+  reasons: string[];
+}
+
+export interface Supernode {
+  readonly app: FastifyInstance;
+  readonly config: Readonly<NodeConfig & { nodeId: string; publicUrl: string }>;
+  readonly metrics: NodeMetrics;
+  readonly keys: KeyStore;
+  /** Starts the HTTP/WebSocket listener, STUN and the CloudWatch publisher. */
+  listen(): Promise<{ port: number; url: string; stunPort?: number }>;
+  readyState(): ReadyState;
+  sessionCount(): number;
+  /** Stops taking sessions, tells clients to move, waits for them up to the deadline, then closes. */
+  drain(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MAX_BACKLOG = 16;
+
+/** Per-connection state; kept small because a node holds tens of thousands of them. */
+class Session {
+  userId = '';
+  endpoints: Endpoint[] = [];
+  authenticated = false;
+  /** Frames that arrived while the hello was being verified (pipelined by the client). */
+  backlog: Array<[Buffer, boolean]> | undefined;
+  alive = true;
+  closed = false;
+  congestedSince = 0;
+  resumeTimer: NodeJS.Timeout | undefined;
+  authTimer: NodeJS.Timeout | undefined;
+  lookups: TokenBucket | undefined;
+  messages: TokenBucket | undefined;
+  constructor(
+    readonly socket: WebSocket,
+    readonly id: string,
+  ) {}
+}
+
+export function buildSupernode(options: SupernodeOptions = {}): Supernode {
+  const { logger, onDrained, ...given } = options;
+  const base = checkNodeConfig(resolveOptions(nodeOptionTable, given));
+  const config = {
+    ...base,
+    nodeId: base.nodeId ?? `${hostname()}-${base.port}`,
+    publicUrl: base.publicUrl ?? `ws://${base.host}:${base.port}`,
+  };
+  const log = logger ?? createLogger(config.logLevel, 'supernode');
+  const keys = new KeyStore({
+    jwksUrl: config.jwksUrl,
+    jwksFile: config.jwksFile,
+    refreshMs: config.jwksRefreshMs,
+    log,
+  });
+  const presence = new PresenceRegistry<Session>(config.maxSessionsPerUser);
+  const congested = new Set<Session>();
+  let openConnections = 0;
+  let sessionSerial = 0;
+  let draining = false;
+  let drainPromise: Promise<void> | undefined;
+  let closed = false;
+
+  const readyState = (): ReadyState => {
+    const reasons: string[] = [];
+    if (!keys.ready) reasons.push('keys_not_loaded');
+    if (draining) reasons.push('draining');
+    if (openConnections >= config.maxSessions) reasons.push('full');
+    return { ready: reasons.length === 0, reasons };
+  };
+  const metrics = new NodeMetrics({
+    sessions: () => presence.size,
+    pendingConnections: () => openConnections - presence.size,
+    users: () => presence.users,
+    capacity: () => config.maxSessions,
+    ready: () => readyState().ready,
+  });
+  const stats = metrics.stats;
+  const policy = {
+    audience: config.audience,
+    issuer: config.issuer,
+    clockToleranceSec: config.clockToleranceSec,
+  };
+  const welcomeLimits = {
+    maxFrameBytes: config.maxFrameBytes,
+    messagesPerSecond: config.messagesPerSecond,
+    lookupsPerSecond: config.lookupsPerSecond,
+    sendBufferBytes: config.sendBufferBytes,
+    maxSessionsPerUser: config.maxSessionsPerUser,
+  };
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // One log line per upgrade would cost more than the session itself.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024,
+    requestTimeout: 10_000,
+    return503OnClosing: true,
+  });
+  // Slow-loris upgrades: an upgrade request must finish its headers quickly.
+  app.server.headersTimeout = 10_000;
+
+  /** Random retry advice in [base, 2*base), so refused clients do not come back together. */
+  const jitteredRetryMs = (): number => Math.floor(config.retryAfterMs * (1 + Math.random()));
+
+  const send = (session: Session, message: ServerMessage): void => {
+    if (session.closed) return;
+    session.socket.send(JSON.stringify(message));
+    if (session.socket.bufferedAmount > config.sendBufferBytes) markCongested(session);
+  };
+
+  const sendError = (
+    session: Session,
+    code: ErrorCode,
+    message: string,
+    extra: Partial<ServerError> = {},
+  ): void => send(session, { type: 'error', code, message, ...extra });
+
+  /** Ends a session with a typed error: the error message first, then the close code of that error. */
+  const end = (
+    session: Session,
+    code: ErrorCode,
+    message: string,
+    extra: Partial<ServerError> = {},
+  ): void => {
+    if (session.closed) return;
+    sendError(session, code, message, extra);
+    session.closed = true;
+    // The closing handshake needs the peer's close frame, so a paused socket must read again.
+    clearTimeout(session.resumeTimer);
+    session.socket.resume();
+    session.socket.close(ErrorCodes[code] || 1000, code);
+  };
+
+  const refuse = (
+    session: Session,
+    reason: RefusalReason,
+    message: string,
+    extra: Partial<ServerError> = {},
+  ) => {
+    stats.refuse(reason);
+    end(session, reason, message, extra);
+  };
+
+  const disconnect = (session: Session, reason: DisconnectReason, code: ErrorCode, message: string): void => {
+    stats.disconnect(reason);
+    end(session, code, message);
+  };
+
+  const markCongested = (session: Session): void => {
+    if (session.congestedSince === 0) {
+      session.congestedSince = Date.now();
+      congested.add(session);
+    }
+  };
+
+  /** Rate limits pause reading from the socket: the client's own TCP window then slows it down. */
+  const throttle = (session: Session, waitMs: number): void => {
+    if (session.resumeTimer || session.closed) return;
+    session.socket.pause();
+    session.resumeTimer = setTimeout(() => {
+      session.resumeTimer = undefined;
+      if (!session.closed) session.socket.resume();
+    }, waitMs);
+  };
+
+  const cleanup = (session: Session): void => {
+    session.closed = true;
+    openConnections--;
+    clearTimeout(session.authTimer);
+    clearTimeout(session.resumeTimer);
+    congested.delete(session);
+    if (session.authenticated) presence.remove(session);
+  };
+
+  const onHello = async (
+    session: Session,
+    token: string,
+    endpoints: Endpoint[] | undefined,
+  ): Promise<void> => {
+    const getKey = keys.getKey;
+    if (!getKey) {
+      refuse(session, 'keys_unavailable', 'node has no public keys yet', { retryAfterMs: jitteredRetryMs() });
+      return;
+    }
+    // Reading stops while the token is checked; frames already read wait in a small backlog.
+    session.socket.pause();
+    session.backlog = [];
+    const check = await verifyAccessToken(token, getKey, policy);
+    if (session.closed) return;
+    clearTimeout(session.authTimer);
+    session.authTimer = undefined;
+    if (!check.ok) {
+      refuse(session, check.code, check.reason);
+      return;
+    }
+    if (draining) {
+      refuse(session, 'draining', 'node is draining', {
+        retryAfterMs: jitteredRetryMs(),
+        alternatives: config.alternatives,
+      });
+      return;
+    }
+    const now = Date.now();
+    session.userId = check.userId;
+    session.endpoints = endpoints ?? [];
+    session.authenticated = true;
+    session.messages = new TokenBucket(config.messagesPerSecond, config.messageBurst, now);
+    session.lookups = new TokenBucket(config.lookupsPerSecond, config.lookupBurst, now);
+    const displaced = presence.add(session);
+    stats.registrations++;
+    if (displaced)
+      disconnect(displaced, 'replaced', 'replaced', 'a newer session of this user replaced this one');
+    send(session, {
+      type: 'welcome',
+      session: session.id,
+      user: session.userId,
+      node: config.nodeId,
+      expiresAt: check.expiresAt,
+      heartbeatMs: config.heartbeatMs,
+      limits: welcomeLimits,
+    });
+    const backlog = session.backlog;
+    session.backlog = undefined;
+    for (const [data, isBinary] of backlog) onMessage(session, data, isBinary);
+    session.socket.resume();
+  };
+
+  const onRelay = (session: Session, data: Buffer): void => {
+    const parsed = parseRelayFrame(data, FRAME_SEND);
+    if (!parsed.ok) {
+      sendError(session, 'bad_message', parsed.message, { msgId: parsed.msgId });
+      return;
+    }
+    const { msgId, flags, userId, payloadOffset } = parsed.frame;
+    const targets = presence.sessionsOf(userId);
+    if (!targets) {
+      stats.relayUnknownRecipient++;
+      sendError(session, 'unknown_recipient', 'recipient is not online', { msgId });
+      return;
+    }
+    const payload = data.subarray(payloadOffset);
+    const frame = encodeRelayFrame(FRAME_DELIVER, 0, msgId, session.userId, payload);
+    let delivered = 0;
+    for (const target of targets) {
+      if (target.socket.bufferedAmount > config.sendBufferBytes) {
+        markCongested(target);
+        continue;
+      }
+      target.socket.send(frame);
+      delivered++;
+    }
+    if (delivered === 0) {
+      stats.relayRecipientBusy++;
+      sendError(session, 'recipient_busy', 'recipient is not reading; retry later', {
+        msgId,
+        retryAfterMs: 100,
+      });
+      return;
+    }
+    stats.relayedMessages += delivered;
+    stats.relayedBytes += delivered * payload.length;
+    if (flags & FLAG_ACK) send(session, { type: 'ack', msgId, delivered });
+  };
+
+  const onControl = (session: Session, text: string): void => {
+    const parsed = parseClientMessage(text);
+    if (!parsed.ok) {
+      if (parsed.fatal) disconnect(session, 'bad_message', 'bad_message', parsed.message);
+      else sendError(session, parsed.code, parsed.message, { id: parsed.id });
+      return;
+    }
+    const message = parsed.message;
+    switch (message.type) {
+      case 'hello':
+        sendError(session, 'bad_message', 'session is already authenticated');
+        return;
+      case 'endpoints':
+        session.endpoints = message.endpoints;
+        return;
+      case 'ping':
+        send(session, { type: 'pong', id: message.id });
+        return;
+      case 'lookup': {
+        const wait = (session.lookups as TokenBucket).take(Date.now());
+        if (wait > 0) {
+          stats.throttledLookups++;
+          throttle(session, wait);
+        }
+        const sessions = presence.sessionsOf(message.user);
+        stats.lookups++;
+        if (sessions) stats.lookupsOnline++;
+        send(session, {
+          type: 'lookup_result',
+          id: message.id,
+          user: message.user,
+          online: sessions !== undefined,
+          node: sessions ? config.publicUrl : null,
+          sessions: sessions?.length ?? 0,
+          endpoints: presence.endpointsOf(message.user, MAX_ENDPOINTS),
+        });
+        return;
+      }
+    }
+  };
+
+  const onMessage = (session: Session, data: RawData, isBinary: boolean): void => {
+    if (session.closed) return;
+    const buffer = data as Buffer;
+    if (!session.authenticated) {
+      if (session.backlog) {
+        if (session.backlog.length >= MAX_BACKLOG)
+          refuse(session, 'bad_message', 'too many frames before the welcome');
+        else session.backlog.push([buffer, isBinary]);
+        return;
+      }
+      if (isBinary) {
+        refuse(session, 'auth_required', 'the first message must be a hello');
+        return;
+      }
+      const parsed = parseClientMessage(buffer.toString('utf8'));
+      if (!parsed.ok || parsed.message.type !== 'hello') {
+        refuse(
+          session,
+          parsed.ok ? 'auth_required' : 'bad_message',
+          parsed.ok ? 'the first message must be a hello' : parsed.message,
+        );
+        return;
+      }
+      onHello(session, parsed.message.token, parsed.message.endpoints).catch((err) => {
+        log.error({ err }, 'hello failed');
+        end(session, 'internal', 'internal error');
+      });
+      return;
+    }
+    const wait = (session.messages as TokenBucket).take(Date.now());
+    if (wait > 0) {
+      stats.throttledMessages++;
+      throttle(session, wait);
+    }
+    if (isBinary) onRelay(session, buffer);
+    else onControl(session, buffer.toString('utf8'));
+  };
+
+  app.register(websocket, {
+    options: { maxPayload: config.maxFrameBytes, perMessageDeflate: false, clientTracking: false },
+    errorHandler(error, socket) {
+      log.warn({ err: error }, 'websocket handler error');
+      socket.terminate();
+    },
+  });
+
+  app.register(async (scoped) => {
+    scoped.get(SESSION_PATH, { websocket: true }, (socket) => {
+      openConnections++;
+      const session = new Session(socket, `${config.nodeId}/${(++sessionSerial).toString(36)}`);
+      socket.on('message', (data, isBinary) => {
+        try {
+          onMessage(session, data, isBinary);
+        } catch (err) {
+          log.error({ err }, 'message handler failed');
+          end(session, 'internal', 'internal error');
+        }
+      });
+      socket.on('close', () => cleanup(session));
+      socket.on('error', (err) => log.debug({ err: { message: err.message } }, 'session socket error'));
+      socket.on('pong', () => {
+        session.alive = true;
+      });
+      if (draining) {
+        refuse(session, 'draining', 'node is draining', {
+          retryAfterMs: jitteredRetryMs(),
+          alternatives: config.alternatives,
+        });
+      } else if (!keys.ready) {
+        refuse(session, 'keys_unavailable', 'node has no public keys yet', {
+          retryAfterMs: jitteredRetryMs(),
+        });
+      } else if (openConnections > config.maxSessions) {
+        refuse(session, 'full', 'node is at capacity', {
+          retryAfterMs: jitteredRetryMs(),
+          alternatives: config.alternatives,
+        });
+      } else {
+        session.authTimer = setTimeout(
+          () => refuse(session, 'auth_timeout', 'no hello in time'),
+          config.authTimeoutMs,
+        );
+      }
+    });
+
+    scoped.get('/healthz', async () => ({
+      status: 'ok',
+      node: config.nodeId,
+      uptimeS: Math.round(process.uptime()),
+    }));
+
+    scoped.get('/readyz', async (_request, reply) => {
+      const state = readyState();
+      reply.code(state.ready ? 200 : 503);
+      return { ...state, node: config.nodeId, sessions: presence.size, capacity: config.maxSessions };
+    });
+
+    scoped.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+
+    // Called by the instance itself (lifecycle hook, operator on the box): loopback only.
+    scoped.post('/admin/drain', async (request, reply) => {
+      if (!isLoopback(request.socket.remoteAddress)) {
+        reply.code(403);
+        return { error: 'forbidden', message: 'admin calls are accepted from loopback only' };
+      }
+      void drain();
+      reply.code(202);
+      return { draining: true, sessions: presence.size, deadlineMs: config.drainTimeoutMs };
+    });
+  });
+
+  const stun = config.stun
+    ? new StunServer({
+        host: config.stunHost ?? config.host,
+        port: config.stunPort,
+        software: 'supernode',
+        log,
+        onOutcome: (outcome) => stats.stunOutcome(outcome),
+      })
+    : undefined;
+  const cloudWatch = config.cloudwatch
+    ? new CloudWatchPublisher({
+        dimensions: { AutoScalingGroupName: config.autoScalingGroup as string },
+        intervalMs: config.cloudwatchIntervalMs,
+        collect: () => metrics.cloudWatchSamples(),
+        log,
+      })
+    : undefined;
+
+  const timers: NodeJS.Timeout[] = [];
+  const startTimers = (): void => {
+    // A session that has not answered the previous ping is gone (NAT timeout, dead peer).
+    timers.push(
+      setInterval(() => {
+        for (const session of presence.all()) {
+          if (!session.alive) {
+            stats.disconnect('heartbeat');
+            session.socket.terminate();
+            continue;
+          }
+          session.alive = false;
+          session.socket.ping();
+        }
+      }, config.heartbeatMs),
+    );
+    // Slow consumers: above the send buffer for too long means the client stopped reading.
+    timers.push(
+      setInterval(
+        () => {
+          const now = Date.now();
+          for (const session of congested) {
+            if (session.socket.bufferedAmount <= config.sendBufferBytes) {
+              session.congestedSince = 0;
+              congested.delete(session);
+            } else if (now - session.congestedSince >= config.slowConsumerMs) {
+              congested.delete(session);
+              stats.disconnect('slow_consumer');
+              // terminate, not close: a close frame would wait behind the data it is not reading.
+              session.closed = true;
+              session.socket.terminate();
+            }
+          }
+        },
+        Math.min(1000, config.slowConsumerMs),
+      ),
+    );
+    for (const timer of timers) timer.unref();
+  };
+
+  const listen = async (): Promise<{ port: number; url: string; stunPort?: number }> => {
+    await keys.start();
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    if (config.port === 0) {
+      config.port = port;
+      if (!given.publicUrl) config.publicUrl = `ws://${config.host}:${port}`;
+    }
+    const stunAddress = stun ? await stun.start() : undefined;
+    cloudWatch?.start();
+    startTimers();
+    log.info(
+      { node: config.nodeId, port, stunPort: stunAddress?.port, keysLoaded: keys.ready },
+      'supernode listening',
+    );
+    return { port, url: config.publicUrl, stunPort: stunAddress?.port };
+  };
+
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    for (const timer of timers) clearInterval(timer);
+    keys.stop();
+    await Promise.allSettled([app.close(), stun?.close(), cloudWatch?.stop()]);
+    metrics.stop();
+  };
+
+  const drain = (): Promise<void> => {
+    drainPromise ??= (async () => {
+      draining = true;
+      const spreadMs = Math.min(config.drainTimeoutMs / 2, 10_000);
+      log.info({ sessions: presence.size, deadlineMs: config.drainTimeoutMs }, 'draining');
+      for (const session of presence.all()) {
+        send(session, {
+          type: 'drain',
+          retryAfterMs: Math.floor(Math.random() * spreadMs),
+          alternatives: config.alternatives,
+        });
+      }
+      const deadline = Date.now() + config.drainTimeoutMs;
+      while (openConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const session of presence.all()) {
+        stats.disconnect('drained');
+        session.closed = true;
+        session.socket.close(1001, 'drained');
+      }
+      log.info({ remaining: openConnections }, 'drain finished');
+      await close();
+      onDrained?.();
+    })();
+    return drainPromise;
+  };
+
+  return {
+    app,
+    config,
+    metrics,
+    keys,
+    listen,
+    readyState,
+    sessionCount: () => presence.size,
+    drain,
+    close,
+  };
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return (
+    address === '::1' || address?.startsWith('127.') === true || address?.startsWith('::ffff:127.') === true
+  );
+}

@@ -1,0 +1,25 @@
+/**
+ * A token bucket that may go into debt: a caller over its rate is not refused but told how long to
+ * wait, so the node can stop reading from that socket (backpressure) instead of dropping frames.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  /** Takes one token; returns 0 when within the rate, else the ms until the bucket is back to zero. */
+  take(now: number): number {
+    const elapsed = now - this.last;
+    this.last = now;
+    this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.perSecond) / 1000) - 1;
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.perSecond);
+  }
+}

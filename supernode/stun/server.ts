@@ -1,0 +1,199 @@
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+import {
+  encodeBindingError,
+  encodeBindingSuccess,
+  parseStunRequest,
+  STUN_MAX_SOFTWARE_BYTES,
+  type StunDropReason,
+} from './codec';
+
+export type StunOutcome = 'answered' | 'error_response' | 'dropped';
+/** Codec reasons plus the ones only the server can see. */
+export type StunServerDropReason = StunDropReason | 'bad_source_port' | 'send_queue_full' | 'internal_error';
+
+export interface StunServerLog {
+  warn: (obj: object, msg: string) => void;
+  debug?: (obj: object, msg: string) => void;
+}
+
+export interface StunServerOptions {
+  host: string;
+  /** 0 picks a free port; start() reports it. */
+  port: number;
+  software?: string;
+  log?: StunServerLog;
+  onOutcome?: (outcome: StunOutcome, reason?: StunServerDropReason) => void;
+  /**
+   * Replies waiting in libuv's send queue beyond which requests are dropped. The queue only grows when
+   * the kernel buffer is full, and must not grow without bound under a flood.
+   */
+  maxQueuedSends?: number;
+}
+
+export interface StunServerStats {
+  /** Success responses handed to the socket. */
+  answered: number;
+  /** 420 responses handed to the socket. */
+  errorResponses: number;
+  /** Datagrams that got no reply. */
+  dropped: number;
+  /** Replies that then failed to send (a subset of answered + errorResponses). */
+  sendErrors: number;
+}
+
+const DEFAULT_MAX_QUEUED_SENDS = 1024;
+
+/**
+ * STUN Binding responder (RFC 8489) on one UDP socket. Nothing here throws out of a socket callback:
+ * malformed datagrams are dropped silently, socket errors are logged, send failures are counted.
+ */
+export class StunServer {
+  readonly stats: StunServerStats = { answered: 0, errorResponses: 0, dropped: 0, sendErrors: 0 };
+  private readonly log: StunServerLog | undefined;
+  private readonly maxQueuedSends: number;
+  private socket: dgram.Socket | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: StunServerOptions) {
+    // Checked here so a bad setting fails at startup, not on every request.
+    if (options.software && Buffer.byteLength(options.software) > STUN_MAX_SOFTWARE_BYTES) {
+      throw new RangeError(`software must be at most ${STUN_MAX_SOFTWARE_BYTES} bytes of UTF-8`);
+    }
+    this.log = options.log;
+    this.maxQueuedSends = options.maxQueuedSends ?? DEFAULT_MAX_QUEUED_SENDS;
+  }
+
+  /** Binds the socket; rejects on a bind error (e.g. EADDRINUSE). Call at most once. */
+  start(): Promise<{ address: string; port: number }> {
+    if (this.socket || this.closing) return Promise.reject(new Error('StunServer can only be started once'));
+    const { host, port } = this.options;
+    const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    this.socket = socket;
+    return new Promise((resolve, reject) => {
+      let listening = false;
+      socket.on('error', (err) => {
+        if (!listening) {
+          // Nothing else will ever use this socket; release it so the process can exit.
+          closeQuietly(socket);
+          reject(err);
+          return;
+        }
+        this.log?.warn({ err }, 'stun socket error');
+      });
+      socket.on('message', this.onMessage);
+      socket.once('listening', () => {
+        listening = true;
+        const bound = socket.address();
+        resolve({ address: bound.address, port: bound.port });
+      });
+      try {
+        socket.bind({ address: host, port, exclusive: true });
+      } catch (err) {
+        // Invalid arguments throw synchronously instead of emitting 'error'.
+        closeQuietly(socket);
+        reject(err);
+      }
+    });
+  }
+
+  /** Closes the socket. Safe to call more than once, and before or after start(). */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    const socket = this.socket;
+    this.closing = new Promise((resolve) => {
+      if (!socket) return resolve();
+      try {
+        socket.close(() => resolve());
+      } catch {
+        resolve(); // already closed after a failed bind
+      }
+    });
+    return this.closing;
+  }
+
+  // Arrow properties: one bound function for the server's lifetime, not one per datagram.
+  private readonly onMessage = (msg: Buffer, remote: dgram.RemoteInfo): void => {
+    try {
+      this.respond(msg, remote);
+    } catch (err) {
+      this.stats.dropped++;
+      this.log?.warn({ err, remote: `${remote.address}:${remote.port}` }, 'stun request handling failed');
+      this.report('dropped', 'internal_error');
+    }
+  };
+
+  private readonly onSent = (err: Error | null): void => {
+    if (!err) return;
+    this.stats.sendErrors++;
+    this.log?.warn({ err }, 'stun reply send failed');
+  };
+
+  private respond(msg: Buffer, remote: dgram.RemoteInfo): void {
+    const request = parseStunRequest(msg);
+    if (!request.ok) {
+      this.drop(request.reason, remote);
+      return;
+    }
+    if (remote.port === 0) {
+      // Cannot be replied to (send would throw); only a forged datagram has it.
+      this.drop('bad_source_port', remote);
+      return;
+    }
+    const socket = this.socket;
+    if (!socket || socket.getSendQueueCount() >= this.maxQueuedSends) {
+      this.drop('send_queue_full', remote);
+      return;
+    }
+
+    const { software } = this.options;
+    let reply: Buffer;
+    let outcome: StunOutcome;
+    if (request.unknownRequired.length > 0) {
+      reply = encodeBindingError(request.transactionId, 420, request.unknownRequired, software);
+      this.stats.errorResponses++;
+      outcome = 'error_response';
+    } else {
+      reply = encodeBindingSuccess(
+        request.transactionId,
+        remote.address,
+        remote.port,
+        remote.family,
+        software,
+      );
+      this.stats.answered++;
+      outcome = 'answered';
+    }
+    try {
+      socket.send(reply, remote.port, remote.address, this.onSent);
+    } catch (err) {
+      // e.g. the socket closed under us; the reply is already counted, so count the failure too.
+      this.onSent(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.report(outcome);
+  }
+
+  private drop(reason: StunServerDropReason, remote: dgram.RemoteInfo): void {
+    this.stats.dropped++;
+    this.log?.debug?.({ reason, remote: `${remote.address}:${remote.port}` }, 'stun datagram dropped');
+    this.report('dropped', reason);
+  }
+
+  /** A throwing observer must not turn an answered request into a dropped one. */
+  private report(outcome: StunOutcome, reason?: StunServerDropReason): void {
+    if (!this.options.onOutcome) return;
+    try {
+      this.options.onOutcome(outcome, reason);
+    } catch (err) {
+      this.log?.warn({ err }, 'stun onOutcome callback failed');
+    }
+  }
+}
+
+function closeQuietly(socket: dgram.Socket): void {
+  try {
+    socket.close();
+  } catch {
+    // Already closed.
+  }
+}
