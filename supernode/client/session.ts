@@ -274,10 +274,16 @@ export class SupernodeSession extends EventEmitter {
     this.socket.pause();
   }
 
+  /** Closes politely; a peer that does not finish the closing handshake in 2 s is cut off. */
   close(code = 1000): Promise<void> {
     if (this.socket.readyState === WebSocket.CLOSED) return Promise.resolve();
     return new Promise((resolve) => {
-      this.socket.once('close', () => resolve());
+      const timer = setTimeout(() => this.socket.terminate(), 2000);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.resume();
       this.socket.close(code);
     });
   }

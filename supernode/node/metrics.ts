@@ -13,7 +13,13 @@ export type RefusalReason =
   | 'auth_timeout'
   | 'bad_message';
 /** Reasons an established session is ended by the node. */
-export type DisconnectReason = 'slow_consumer' | 'replaced' | 'heartbeat' | 'bad_message' | 'drained';
+export type DisconnectReason =
+  | 'slow_consumer'
+  | 'replaced'
+  | 'heartbeat'
+  | 'bad_message'
+  | 'rate_limited'
+  | 'drained';
 
 /**
  * Plain counters on the hot path (an increment is one add); Prometheus and CloudWatch read them on

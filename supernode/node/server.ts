@@ -50,15 +50,18 @@ export interface Supernode {
   close(): Promise<void>;
 }
 
-const MAX_BACKLOG = 16;
+/** Frames held while a session is paused; past this the client is ignoring backpressure. */
+const MAX_BACKLOG_FRAMES = 512;
+const MAX_BACKLOG_BYTES = 1024 * 1024;
 
 /** Per-connection state; kept small because a node holds tens of thousands of them. */
 class Session {
   userId = '';
   endpoints: Endpoint[] = [];
   authenticated = false;
-  /** Frames that arrived while the hello was being verified (pipelined by the client). */
+  /** Frames read while processing is paused (hello being verified, or over the rate limit). */
   backlog: Array<[Buffer, boolean]> | undefined;
+  backlogBytes = 0;
   alive = true;
   closed = false;
   congestedSince = 0;
@@ -89,7 +92,8 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   });
   const presence = new PresenceRegistry<Session>(config.maxSessionsPerUser);
   const congested = new Set<Session>();
-  let openConnections = 0;
+  /** Every open connection, authenticated or not: capacity counts them all. */
+  const connections = new Set<Session>();
   let sessionSerial = 0;
   let draining = false;
   let drainPromise: Promise<void> | undefined;
@@ -99,12 +103,12 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     const reasons: string[] = [];
     if (!keys.ready) reasons.push('keys_not_loaded');
     if (draining) reasons.push('draining');
-    if (openConnections >= config.maxSessions) reasons.push('full');
+    if (connections.size >= config.maxSessions) reasons.push('full');
     return { ready: reasons.length === 0, reasons };
   };
   const metrics = new NodeMetrics({
     sessions: () => presence.size,
-    pendingConnections: () => openConnections - presence.size,
+    pendingConnections: () => connections.size - presence.size,
     users: () => presence.users,
     capacity: () => config.maxSessions,
     ready: () => readyState().ready,
@@ -188,19 +192,66 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     }
   };
 
-  /** Rate limits pause reading from the socket: the client's own TCP window then slows it down. */
+  /**
+   * Stops processing a session's frames: reading pauses (the client's TCP window then slows it down)
+   * and frames already read wait, in order, in a bounded backlog. Used while a hello is verified and
+   * while a session is over its rate, so throttling delays frames instead of dropping them.
+   */
+  const hold = (session: Session, data: Buffer, isBinary: boolean): void => {
+    const backlog = session.backlog as Array<[Buffer, boolean]>;
+    session.backlogBytes += data.length;
+    if (backlog.length >= MAX_BACKLOG_FRAMES || session.backlogBytes > MAX_BACKLOG_BYTES) {
+      // Only a client that ignores backpressure gets here: the socket was already paused.
+      disconnect(
+        session,
+        'rate_limited',
+        'rate_limited',
+        'frames sent far faster than the rate limit allows',
+      );
+      return;
+    }
+    backlog.push([data, isBinary]);
+  };
+
+  const pauseSession = (session: Session): void => {
+    session.backlog ??= [];
+    session.socket.pause();
+  };
+
+  const resumeSession = (session: Session): void => {
+    const backlog = session.backlog ?? [];
+    session.backlog = undefined;
+    session.backlogBytes = 0;
+    if (session.closed) return;
+    let i = 0;
+    while (i < backlog.length && !session.backlog && !session.closed) {
+      const [data, isBinary] = backlog[i++];
+      onMessage(session, data, isBinary);
+    }
+    // onMessage may have paused the session again (TypeScript cannot see that through the call).
+    const again = session.backlog as Array<[Buffer, boolean]> | undefined;
+    if (again) {
+      // Throttled again part-way: the rest keeps its place ahead of anything read later.
+      const rest = backlog.slice(i);
+      again.unshift(...rest);
+      for (const [data] of rest) session.backlogBytes += data.length;
+      return;
+    }
+    if (!session.closed) session.socket.resume();
+  };
+
   const throttle = (session: Session, waitMs: number): void => {
     if (session.resumeTimer || session.closed) return;
-    session.socket.pause();
+    pauseSession(session);
     session.resumeTimer = setTimeout(() => {
       session.resumeTimer = undefined;
-      if (!session.closed) session.socket.resume();
+      resumeSession(session);
     }, waitMs);
   };
 
   const cleanup = (session: Session): void => {
     session.closed = true;
-    openConnections--;
+    connections.delete(session);
     clearTimeout(session.authTimer);
     clearTimeout(session.resumeTimer);
     congested.delete(session);
@@ -217,9 +268,8 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       refuse(session, 'keys_unavailable', 'node has no public keys yet', { retryAfterMs: jitteredRetryMs() });
       return;
     }
-    // Reading stops while the token is checked; frames already read wait in a small backlog.
-    session.socket.pause();
-    session.backlog = [];
+    // Frames pipelined behind the hello wait until the token is checked.
+    pauseSession(session);
     const check = await verifyAccessToken(token, getKey, policy);
     if (session.closed) return;
     clearTimeout(session.authTimer);
@@ -254,10 +304,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       heartbeatMs: config.heartbeatMs,
       limits: welcomeLimits,
     });
-    const backlog = session.backlog;
-    session.backlog = undefined;
-    for (const [data, isBinary] of backlog) onMessage(session, data, isBinary);
-    session.socket.resume();
+    resumeSession(session);
   };
 
   const onRelay = (session: Session, data: Buffer): void => {
@@ -341,13 +388,11 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   const onMessage = (session: Session, data: RawData, isBinary: boolean): void => {
     if (session.closed) return;
     const buffer = data as Buffer;
+    if (session.backlog) {
+      hold(session, buffer, isBinary);
+      return;
+    }
     if (!session.authenticated) {
-      if (session.backlog) {
-        if (session.backlog.length >= MAX_BACKLOG)
-          refuse(session, 'bad_message', 'too many frames before the welcome');
-        else session.backlog.push([buffer, isBinary]);
-        return;
-      }
       if (isBinary) {
         refuse(session, 'auth_required', 'the first message must be a hello');
         return;
@@ -368,12 +413,12 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       return;
     }
     const wait = (session.messages as TokenBucket).take(Date.now());
+    if (isBinary) onRelay(session, buffer);
+    else onControl(session, buffer.toString('utf8'));
     if (wait > 0) {
       stats.throttledMessages++;
       throttle(session, wait);
     }
-    if (isBinary) onRelay(session, buffer);
-    else onControl(session, buffer.toString('utf8'));
   };
 
   app.register(websocket, {
@@ -382,12 +427,26 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       log.warn({ err: error }, 'websocket handler error');
       socket.terminate();
     },
+    // On close: say goodbye with 1001 to every connection, and cut off any that do not answer.
+    preClose(done) {
+      app.server.removeAllListeners('upgrade');
+      for (const session of connections) {
+        session.closed = true;
+        clearTimeout(session.resumeTimer);
+        session.socket.resume();
+        session.socket.close(1001, 'node shutting down');
+      }
+      setTimeout(() => {
+        for (const session of connections) session.socket.terminate();
+      }, 1000).unref();
+      done();
+    },
   });
 
   app.register(async (scoped) => {
     scoped.get(SESSION_PATH, { websocket: true }, (socket) => {
-      openConnections++;
       const session = new Session(socket, `${config.nodeId}/${(++sessionSerial).toString(36)}`);
+      connections.add(session);
       socket.on('message', (data, isBinary) => {
         try {
           onMessage(session, data, isBinary);
@@ -410,7 +469,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         refuse(session, 'keys_unavailable', 'node has no public keys yet', {
           retryAfterMs: jitteredRetryMs(),
         });
-      } else if (openConnections > config.maxSessions) {
+      } else if (connections.size > config.maxSessions) {
         refuse(session, 'full', 'node is at capacity', {
           retryAfterMs: jitteredRetryMs(),
           alternatives: config.alternatives,
@@ -446,7 +505,8 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         reply.code(403);
         return { error: 'forbidden', message: 'admin calls are accepted from loopback only' };
       }
-      void drain();
+      // Begin once the answer is out, so closing the listener does not wait on this connection.
+      reply.raw.once('finish', () => void drain());
       reply.code(202);
       return { draining: true, sessions: presence.size, deadlineMs: config.drainTimeoutMs };
     });
@@ -551,13 +611,13 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         });
       }
       const deadline = Date.now() + config.drainTimeoutMs;
-      while (openConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const session of presence.all()) {
         stats.disconnect('drained');
         session.closed = true;
         session.socket.close(1001, 'drained');
       }
-      log.info({ remaining: openConnections }, 'drain finished');
+      log.info({ remaining: connections.size }, 'drain finished');
       await close();
       onDrained?.();
     })();

@@ -57,8 +57,9 @@ export async function startTestNode(keys: TestKeys, options: SupernodeOptions = 
     nodeId: 'test-node',
     ...options,
   });
-  const { port, url, stunPort } = await node.listen();
-  return { node, url, port, stunPort };
+  const { port, stunPort } = await node.listen();
+  // Tests dial the listener itself; the advertised public URL may name another host.
+  return { node, url: `ws://127.0.0.1:${port}`, port, stunPort };
 }
 
 export async function connectAs(

@@ -10,7 +10,7 @@ let running: RunningNode;
 
 beforeAll(async () => {
   keys = await makeTestKeys();
-  running = await startTestNode(keys, { authTimeoutMs: 300 });
+  running = await startTestNode(keys, { authTimeoutMs: 1000 });
 });
 afterAll(async () => {
   await running.node.close();
