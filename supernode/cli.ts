@@ -1,6 +1,8 @@
+import { buildAuthService } from './auth/service';
+import { runClient } from './client/cli';
+import { authOptionTable } from './config/auth-options';
 import { nodeOptionTable } from './config/node-options';
 import { ConfigError, helpText, parseOptions } from './config/options';
-import { runDevToken } from './local/dev-keys';
 import { runLocalTier } from './local/tier';
 import { buildSupernode } from './node/server';
 
@@ -8,8 +10,9 @@ const USAGE = `Usage: supernode <command> [options]
 
 Commands:
   node        Run one supernode (sessions, presence, relay, STUN, health, metrics)
-  local       Run the local tier: dev keys and three supernodes on 7001-7003
-  dev-token   Print an access token signed with the local tier's dev key
+  auth        Run the auth service (accounts, login, refresh, keys, revocations)
+  local       Run the local tier: store, auth service and three supernodes
+  client      Sign up, log in and connect as a user (try the tier by hand)
 
 Run "supernode <command> --help" for the options of a command.`;
 
@@ -17,9 +20,42 @@ type Command = (argv: string[]) => Promise<void>;
 
 const commands: Record<string, Command> = {
   node: runNode,
+  auth: runAuth,
   local: runLocalTier,
-  'dev-token': runDevToken,
+  client: runClient,
 };
+
+async function runAuth(argv: string[]): Promise<void> {
+  if (argv.includes('--help')) {
+    console.log(helpText('Usage: supernode auth [options]\n\nRuns the auth service.', authOptionTable));
+    return;
+  }
+  const service = await buildAuthService(parseOptions(authOptionTable, argv));
+  await listenOrExplain(() => service.listen());
+  let signals = 0;
+  const onSignal = (): void => {
+    if (++signals > 1) process.exit(1);
+    // Finish requests in flight, refuse new ones, then release the store.
+    service.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/** A port in use is a configuration problem: say so in one line. */
+async function listenOrExplain<T>(listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new ConfigError(`${(err as Error).message}: choose another port`);
+    }
+    throw err;
+  }
+}
 
 async function runNode(argv: string[]): Promise<void> {
   if (argv.includes('--help')) {
@@ -28,14 +64,7 @@ async function runNode(argv: string[]): Promise<void> {
   }
   const config = parseOptions(nodeOptionTable, argv);
   const node = buildSupernode({ ...config, onDrained: () => process.exit(0) });
-  try {
-    await node.listen();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      throw new ConfigError(`${(err as Error).message}: choose another --port or --stun-port`);
-    }
-    throw err;
-  }
+  await listenOrExplain(() => node.listen());
   let signals = 0;
   const onSignal = (signal: string): void => {
     signals++;

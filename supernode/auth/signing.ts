@@ -25,6 +25,8 @@ export interface AccessClaims {
   sub: string;
   aud: string;
   iss?: string;
+  /** The refresh-token family the token came from, so revoking the family reaches its access tokens. */
+  sid?: string;
   ttlSec: number;
 }
 
@@ -37,7 +39,7 @@ export async function signAccessToken(key: SigningKey, claims: AccessClaims): Pr
     imported = importJWK(key.privateJwk, 'EdDSA');
     importedKeys.set(key.privateJwk, imported);
   }
-  const jwt = new SignJWT({})
+  const jwt = new SignJWT(claims.sid ? { sid: claims.sid } : {})
     .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })
     .setSubject(claims.sub)
     .setAudience(claims.aud)

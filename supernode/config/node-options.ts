@@ -63,6 +63,26 @@ export const nodeOptionTable = {
     max: 86_400_000,
     help: 'How often the key set is re-read; a failed read keeps the last good set.',
   },
+  revocationsUrl: {
+    kind: 'string',
+    env: 'SUPERNODE_REVOCATIONS_URL',
+    pattern: HTTP_URL,
+    help: 'URL of the auth service revocation list. Give this or --revocations-file to cut off revoked users and token families; without either, no revocation check.',
+  },
+  revocationsFile: {
+    kind: 'string',
+    env: 'SUPERNODE_REVOCATIONS_FILE',
+    pattern: PATH,
+    help: 'File holding the revocation list.',
+  },
+  revocationsRefreshMs: {
+    kind: 'int',
+    env: 'SUPERNODE_REVOCATIONS_REFRESH_MS',
+    default: 15_000,
+    min: 500,
+    max: 600_000,
+    help: 'How often the revocation list is re-read; a revoked session ends within this plus the auth service publishing period.',
+  },
   audience: {
     kind: 'string',
     env: 'SUPERNODE_AUDIENCE',
@@ -239,6 +259,11 @@ export function checkNodeConfig(config: NodeConfig): NodeConfig {
   if (Boolean(config.jwksUrl) === Boolean(config.jwksFile)) {
     throw new ConfigError(
       '--jwks-url (SUPERNODE_JWKS_URL) or --jwks-file (SUPERNODE_JWKS_FILE) is required, not both',
+    );
+  }
+  if (config.revocationsUrl && config.revocationsFile) {
+    throw new ConfigError(
+      '--revocations-url (SUPERNODE_REVOCATIONS_URL) or --revocations-file (SUPERNODE_REVOCATIONS_FILE), not both',
     );
   }
   if (config.cloudwatch && !config.autoScalingGroup) {

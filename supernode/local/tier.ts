@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { helpText, parseOptions } from '../config/options';
-import { loadOrCreateDevKey } from './dev-keys';
 
 const tierOptions = {
   host: {
@@ -9,6 +8,14 @@ const tierOptions = {
     env: 'SUPERNODE_LOCAL_HOST',
     default: '127.0.0.1',
     help: 'Address every service binds to.',
+  },
+  authPort: {
+    kind: 'int',
+    env: 'AUTH_PORT',
+    default: 8080,
+    min: 1,
+    max: 65_535,
+    help: 'Port of the auth service.',
   },
   basePort: {
     kind: 'int',
@@ -60,66 +67,93 @@ export async function runLocalTier(argv: string[]): Promise<void> {
     return;
   }
   const options = parseOptions(tierOptions, argv);
-  const { jwksFile } = await loadOrCreateDevKey(options.dataDir);
+  const authUrl = `http://${options.host}:${options.authPort}`;
+  const jwksFile = join(options.dataDir, 'auth', 'jwks.json');
+  const revocationsFile = join(options.dataDir, 'auth', 'revocations.json');
   const urls = Array.from(
     { length: options.nodes },
     (_, i) => `ws://${options.host}:${options.basePort + i}`,
   );
-  const children: ChildProcess[] = [];
+  const children: Array<{ name: string; child: ChildProcess }> = [];
   let stopping = false;
-  urls.forEach((url, i) => {
-    const name = `node-${i + 1}`;
-    const child = spawn(process.execPath, [CLI, 'node'], {
+  const start = (name: string, command: string, env: NodeJS.ProcessEnv): void => {
+    const child = spawn(process.execPath, [CLI, command], {
       stdio: ['ignore', 'inherit', 'inherit'],
-      env: {
-        ...process.env,
-        SUPERNODE_HOST: options.host,
-        SUPERNODE_PORT: String(options.basePort + i),
-        SUPERNODE_NODE_ID: `local-${i + 1}`,
-        SUPERNODE_PUBLIC_URL: url,
-        SUPERNODE_ALTERNATIVES: urls.filter((u) => u !== url).join(','),
-        SUPERNODE_JWKS_FILE: jwksFile,
-        SUPERNODE_STUN: i === 0 ? 'true' : 'false',
-        SUPERNODE_STUN_PORT: String(options.stunPort),
-        SUPERNODE_LOG_LEVEL: options.logLevel,
-      },
+      env: { ...process.env, ...env },
     });
     child.on('exit', (code, signal) => {
       if (!stopping)
         console.error(`local tier: ${name} exited (code ${code}, signal ${signal}); the others keep running`);
     });
-    children.push(child);
+    children.push({ name, child });
+  };
+  // The auth service first: it owns the store and writes the key set the supernodes read.
+  start('auth', 'auth', {
+    AUTH_HOST: options.host,
+    AUTH_PORT: String(options.authPort),
+    AUTH_DATA_DIR: options.dataDir,
+    AUTH_LOG_LEVEL: options.logLevel,
+  });
+  await waitReady(authUrl);
+  urls.forEach((url, i) => {
+    start(`node-${i + 1}`, 'node', {
+      SUPERNODE_HOST: options.host,
+      SUPERNODE_PORT: String(options.basePort + i),
+      SUPERNODE_NODE_ID: `local-${i + 1}`,
+      SUPERNODE_PUBLIC_URL: url,
+      SUPERNODE_ALTERNATIVES: urls.filter((u) => u !== url).join(','),
+      // Files, not URLs: nodes keep accepting tokens (and restart) while the auth service is down.
+      SUPERNODE_JWKS_FILE: jwksFile,
+      SUPERNODE_REVOCATIONS_FILE: revocationsFile,
+      SUPERNODE_JWKS_REFRESH_MS: '10000',
+      SUPERNODE_REVOCATIONS_REFRESH_MS: '5000',
+      SUPERNODE_DRAIN_TIMEOUT_MS: '5000',
+      SUPERNODE_STUN: i === 0 ? 'true' : 'false',
+      SUPERNODE_STUN_PORT: String(options.stunPort),
+      SUPERNODE_LOG_LEVEL: options.logLevel,
+    });
   });
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    console.log('local tier: stopping (each node drains first)');
-    for (const child of children) child.kill('SIGTERM');
-    void Promise.all(
-      children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))),
-    ).then(() => process.exit(0));
+    console.log('local tier: stopping (supernodes drain first, then the auth service)');
+    const exited = (child: ChildProcess) =>
+      new Promise((r) =>
+        child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r),
+      );
+    const nodes = children.filter((c) => c.name !== 'auth').map((c) => c.child);
+    const auth = children.filter((c) => c.name === 'auth').map((c) => c.child);
+    for (const child of nodes) child.kill('SIGTERM');
+    void Promise.all(nodes.map(exited))
+      .then(() => {
+        for (const child of auth) child.kill('SIGTERM');
+        return Promise.all(auth.map(exited));
+      })
+      .then(() => process.exit(0));
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   await Promise.all(urls.map((url) => waitReady(url.replace(/^ws/, 'http'))));
+  const cli = 'npx supernode client';
   console.log(
     [
       '',
       'Supernode Tier is running locally:',
+      `  auth service       ${authUrl}   (store: embedded DynamoDB under ${options.dataDir}/dynamo)`,
       ...urls.map(
         (url, i) =>
-          `  supernode local-${i + 1}  ${url}/v1/session   health ${url.replace(/^ws/, 'http')}/readyz`,
+          `  supernode local-${i + 1}  ${url}/v1/session   ready: ${url.replace(/^ws/, 'http')}/readyz`,
       ),
-      `  STUN (UDP)            ${options.host}:${options.stunPort}`,
-      `  public keys           ${jwksFile}`,
+      `  STUN (UDP)         ${options.host}:${options.stunPort}`,
+      `  public keys        ${jwksFile}`,
       '',
-      'Try it:',
-      '  TOKEN=$(npx supernode dev-token --user alice)',
-      `  curl -s ${urls[0].replace(/^ws/, 'http')}/readyz`,
-      '  then open a WebSocket to the session URL and send {"type":"hello","token":"' +
-        '$TOKEN' +
-        '"} (docs/protocol.md)',
-      'Stop with Ctrl-C.',
+      'Try it (two terminals):',
+      `  ${cli} signup --username alice --password 'alice-secret-1'`,
+      `  ${cli} signup --username bob --password 'bob-secret-12'`,
+      `  ${cli} connect --username bob                      # waits for messages`,
+      `  ${cli} connect --username alice --lookup bob --send bob --message hi --wait-ms 1000`,
+      '',
+      'Ctrl-C drains and stops everything; the next start reuses the accounts and keys in .data/.',
     ].join('\n'),
   );
 }

@@ -2,7 +2,7 @@ import { errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { USER_ID_REGEX } from '../protocol/messages';
 
 export type TokenCheck =
-  | { ok: true; userId: string; expiresAt: number }
+  | { ok: true; userId: string; expiresAt: number; issuedAtSec: number; family?: string }
   | { ok: false; code: 'token_invalid' | 'token_expired'; reason: string };
 
 export interface TokenPolicy {
@@ -31,7 +31,13 @@ export async function verifyAccessToken(
     if (typeof payload.sub !== 'string' || !USER_ID_REGEX.test(payload.sub)) {
       return { ok: false, code: 'token_invalid', reason: 'token subject is not a valid user id' };
     }
-    return { ok: true, userId: payload.sub, expiresAt: (payload.exp as number) * 1000 };
+    return {
+      ok: true,
+      userId: payload.sub,
+      expiresAt: (payload.exp as number) * 1000,
+      issuedAtSec: typeof payload.iat === 'number' ? payload.iat : 0,
+      family: typeof payload.sid === 'string' ? payload.sid : undefined,
+    };
   } catch (err) {
     if (err instanceof errors.JWTExpired)
       return { ok: false, code: 'token_expired', reason: 'token has expired' };

@@ -9,6 +9,7 @@ export type RefusalReason =
   | 'keys_unavailable'
   | 'token_invalid'
   | 'token_expired'
+  | 'token_revoked'
   | 'auth_required'
   | 'auth_timeout'
   | 'bad_message';
@@ -17,6 +18,7 @@ export type DisconnectReason =
   | 'slow_consumer'
   | 'replaced'
   | 'heartbeat'
+  | 'revoked'
   | 'bad_message'
   | 'rate_limited'
   | 'drained';

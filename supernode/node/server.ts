@@ -22,6 +22,7 @@ import { verifyAccessToken } from './access-token';
 import { KeyStore } from './keys';
 import { type DisconnectReason, NodeMetrics, type RefusalReason } from './metrics';
 import { PresenceRegistry } from './presence';
+import { RevocationList } from './revocations';
 import { TokenBucket } from './token-bucket';
 
 export interface SupernodeOptions extends Partial<NodeConfig> {
@@ -41,6 +42,7 @@ export interface Supernode {
   readonly config: Readonly<NodeConfig & { nodeId: string; publicUrl: string }>;
   readonly metrics: NodeMetrics;
   readonly keys: KeyStore;
+  readonly revocations: RevocationList | undefined;
   /** Starts the HTTP/WebSocket listener, STUN and the CloudWatch publisher. */
   listen(): Promise<{ port: number; url: string; stunPort?: number }>;
   readyState(): ReadyState;
@@ -57,6 +59,9 @@ const MAX_BACKLOG_BYTES = 1024 * 1024;
 /** Per-connection state; kept small because a node holds tens of thousands of them. */
 class Session {
   userId = '';
+  /** From the token: when it was issued and its refresh family, for the revocation check. */
+  tokenIssuedAtSec = 0;
+  family: string | undefined;
   endpoints: Endpoint[] = [];
   authenticated = false;
   /** Frames read while processing is paused (hello being verified, or over the rate limit). */
@@ -91,6 +96,27 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     log,
   });
   const presence = new PresenceRegistry<Session>(config.maxSessionsPerUser);
+  const revocations =
+    config.revocationsUrl || config.revocationsFile
+      ? new RevocationList({
+          url: config.revocationsUrl,
+          file: config.revocationsFile,
+          refreshMs: config.revocationsRefreshMs,
+          log,
+          onChange: () => {
+            for (const session of presence.all()) {
+              if (revocations?.isRevoked(session.userId, session.family, session.tokenIssuedAtSec)) {
+                disconnect(
+                  session,
+                  'revoked',
+                  'token_revoked',
+                  'the credentials of this session were revoked',
+                );
+              }
+            }
+          },
+        })
+      : undefined;
   const congested = new Set<Session>();
   /** Every open connection, authenticated or not: capacity counts them all. */
   const connections = new Set<Session>();
@@ -278,6 +304,10 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       refuse(session, check.code, check.reason);
       return;
     }
+    if (revocations?.isRevoked(check.userId, check.family, check.issuedAtSec)) {
+      refuse(session, 'token_revoked', 'token was revoked; log in again');
+      return;
+    }
     if (draining) {
       refuse(session, 'draining', 'node is draining', {
         retryAfterMs: jitteredRetryMs(),
@@ -287,6 +317,8 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     }
     const now = Date.now();
     session.userId = check.userId;
+    session.tokenIssuedAtSec = check.issuedAtSec;
+    session.family = check.family;
     session.endpoints = endpoints ?? [];
     session.authenticated = true;
     session.messages = new TokenBucket(config.messagesPerSecond, config.messageBurst, now);
@@ -571,7 +603,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   };
 
   const listen = async (): Promise<{ port: number; url: string; stunPort?: number }> => {
-    await keys.start();
+    await Promise.all([keys.start(), revocations?.start()]);
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -594,6 +626,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     closed = true;
     for (const timer of timers) clearInterval(timer);
     keys.stop();
+    revocations?.stop();
     await Promise.allSettled([app.close(), stun?.close(), cloudWatch?.stop()]);
     metrics.stop();
   };
@@ -629,6 +662,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     config,
     metrics,
     keys,
+    revocations,
     listen,
     readyState,
     sessionCount: () => presence.size,

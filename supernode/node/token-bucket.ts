@@ -22,4 +22,15 @@ export class TokenBucket {
     this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.perSecond) / 1000) - 1;
     return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.perSecond);
   }
+
+  /** Takes one token only if there is one; returns 0 when taken, else the ms until one is available. */
+  tryTake(now: number): number {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    this.last = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / this.perSecond);
+  }
 }

@@ -69,6 +69,7 @@ export const ErrorCodes = {
   auth_timeout: 4001,
   token_invalid: 4002,
   token_expired: 4003,
+  token_revoked: 4005,
   keys_unavailable: 4004,
   rate_limited: 4008,
   replaced: 4009,

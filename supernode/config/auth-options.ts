@@ -1,0 +1,237 @@
+import { ConfigError, type OptionTable, type OptionValues } from './options';
+
+const HOST = { regex: /^[A-Za-z0-9.:-]{1,253}$/, description: 'a hostname or IP address' };
+const HTTP_URL = { regex: /^https?:\/\/\S{1,2000}$/, description: 'an http:// or https:// URL' };
+const PATH = { regex: /^\S.{0,1023}$/, description: 'a file path' };
+const NAME = { regex: /^[A-Za-z0-9_.-]{3,255}$/, description: '3-255 characters of A-Z a-z 0-9 _ . -' };
+
+/** Every option of `supernode auth`; docs/configuration.md is generated from this table. */
+export const authOptionTable = {
+  host: {
+    kind: 'string',
+    env: 'AUTH_HOST',
+    default: '127.0.0.1',
+    pattern: HOST,
+    help: 'Address the auth service binds to (0.0.0.0 in AWS).',
+  },
+  port: {
+    kind: 'int',
+    env: 'AUTH_PORT',
+    default: 8080,
+    min: 0,
+    max: 65535,
+    help: 'HTTP port (0 picks a free port).',
+  },
+  dataDir: {
+    kind: 'string',
+    env: 'AUTH_DATA_DIR',
+    default: '.data',
+    pattern: PATH,
+    help: 'Local state: the embedded store, the signing keys, the published key set and revocation list.',
+  },
+  dynamodbEndpoint: {
+    kind: 'string',
+    env: 'AUTH_DYNAMODB_ENDPOINT',
+    pattern: HTTP_URL,
+    help: 'DynamoDB endpoint to use instead of the embedded store. Set neither this nor --aws-dynamodb to run the embedded store under --data-dir.',
+  },
+  awsDynamodb: {
+    kind: 'bool',
+    env: 'AUTH_AWS_DYNAMODB',
+    default: false,
+    help: 'Use DynamoDB in AWS (region and credentials from the environment; AWS_ENDPOINT_URL_DYNAMODB honoured).',
+  },
+  table: {
+    kind: 'string',
+    env: 'AUTH_TABLE',
+    default: 'supernode-auth',
+    pattern: NAME,
+    help: 'DynamoDB table name. Created at start-up only for the embedded store or an explicit endpoint.',
+  },
+  region: {
+    kind: 'string',
+    env: 'AWS_REGION',
+    pattern: { regex: /^[a-z0-9-]{2,32}$/, description: 'an AWS region name' },
+    help: 'AWS region for DynamoDB.',
+  },
+  issuer: {
+    kind: 'string',
+    env: 'AUTH_ISSUER',
+    default: 'supernode-auth',
+    pattern: { regex: /^\S{1,256}$/, description: '1-256 non-space characters' },
+    help: 'The "iss" claim of issued tokens.',
+  },
+  audience: {
+    kind: 'string',
+    env: 'AUTH_AUDIENCE',
+    default: 'supernode',
+    pattern: { regex: /^\S{1,128}$/, description: '1-128 non-space characters' },
+    help: 'The "aud" claim of access tokens (what supernodes require).',
+  },
+  accessTtlSec: {
+    kind: 'int',
+    env: 'AUTH_ACCESS_TTL_SEC',
+    default: 900,
+    min: 30,
+    max: 86_400,
+    help: 'Access token lifetime.',
+  },
+  refreshTtlSec: {
+    kind: 'int',
+    env: 'AUTH_REFRESH_TTL_SEC',
+    default: 2_592_000,
+    min: 300,
+    max: 31_536_000,
+    help: 'Refresh token lifetime (each use rotates it).',
+  },
+  keyRotationSec: {
+    kind: 'int',
+    env: 'AUTH_KEY_ROTATION_SEC',
+    default: 86_400,
+    min: 60,
+    max: 31_536_000,
+    help: 'How often a new signing key is made.',
+  },
+  keyPublishLeadSec: {
+    kind: 'int',
+    env: 'AUTH_KEY_PUBLISH_LEAD_SEC',
+    default: 180,
+    min: 0,
+    max: 86_400,
+    help: "How long a new key is published before it signs; keep above the supernodes' key refresh period.",
+  },
+  scryptN: {
+    kind: 'int',
+    env: 'AUTH_SCRYPT_N',
+    default: 131_072,
+    min: 1024,
+    max: 1_048_576,
+    help: 'scrypt cost N (a power of two; OWASP: 2^17).',
+  },
+  scryptR: { kind: 'int', env: 'AUTH_SCRYPT_R', default: 8, min: 1, max: 32, help: 'scrypt block size r.' },
+  scryptP: { kind: 'int', env: 'AUTH_SCRYPT_P', default: 1, min: 1, max: 16, help: 'scrypt parallelism p.' },
+  hashConcurrency: {
+    kind: 'int',
+    env: 'AUTH_HASH_CONCURRENCY',
+    default: 0,
+    min: 0,
+    max: 64,
+    help: 'Password hashes at once (0: one per core).',
+  },
+  hashQueue: {
+    kind: 'int',
+    env: 'AUTH_HASH_QUEUE',
+    default: 8,
+    min: 0,
+    max: 10_000,
+    help: 'Logins that may wait for the hash pool; more are shed at once with 503.',
+  },
+  hashDeadlineMs: {
+    kind: 'int',
+    env: 'AUTH_HASH_DEADLINE_MS',
+    default: 3000,
+    min: 100,
+    max: 60_000,
+    help: 'A login not hashing within this is dropped before hashing, with 503.',
+  },
+  cheapConcurrency: {
+    kind: 'int',
+    env: 'AUTH_CHEAP_CONCURRENCY',
+    default: 64,
+    min: 1,
+    max: 10_000,
+    help: 'Refresh requests handled at once (the cheap class); more are shed with 503.',
+  },
+  ipLoginsPerMinute: {
+    kind: 'int',
+    env: 'AUTH_IP_LOGINS_PER_MINUTE',
+    default: 60,
+    min: 1,
+    max: 1_000_000,
+    help: 'Password logins and sign-ups per client IP per minute.',
+  },
+  ipRefreshesPerMinute: {
+    kind: 'int',
+    env: 'AUTH_IP_REFRESHES_PER_MINUTE',
+    default: 600,
+    min: 1,
+    max: 1_000_000,
+    help: 'Refreshes per client IP per minute.',
+  },
+  accountLoginsPerMinute: {
+    kind: 'int',
+    env: 'AUTH_ACCOUNT_LOGINS_PER_MINUTE',
+    default: 10,
+    min: 1,
+    max: 10_000,
+    help: 'Password logins per username per minute, whether or not the account exists.',
+  },
+  lockoutThreshold: {
+    kind: 'int',
+    env: 'AUTH_LOCKOUT_THRESHOLD',
+    default: 5,
+    min: 1,
+    max: 1000,
+    help: 'Failed logins before an account is locked; each further failure doubles the lock.',
+  },
+  lockoutBaseSec: {
+    kind: 'int',
+    env: 'AUTH_LOCKOUT_BASE_SEC',
+    default: 30,
+    min: 1,
+    max: 86_400,
+    help: 'First lock duration.',
+  },
+  lockoutMaxSec: {
+    kind: 'int',
+    env: 'AUTH_LOCKOUT_MAX_SEC',
+    default: 900,
+    min: 1,
+    max: 86_400,
+    help: 'Longest lock.',
+  },
+  trustProxy: {
+    kind: 'bool',
+    env: 'AUTH_TRUST_PROXY',
+    default: false,
+    help: 'Take the client IP from X-Forwarded-For (behind the ALB).',
+  },
+  adminToken: {
+    kind: 'string',
+    env: 'AUTH_ADMIN_TOKEN',
+    pattern: { regex: /^\S{32,256}$/, description: '32-256 non-space characters' },
+    help: 'Bearer token for admin routes (disable accounts). Without it, admin routes accept loopback callers only.',
+  },
+  revocationRefreshMs: {
+    kind: 'int',
+    env: 'AUTH_REVOCATION_REFRESH_MS',
+    default: 5000,
+    min: 500,
+    max: 600_000,
+    help: 'How often the published revocation list is rebuilt from the store.',
+  },
+  logLevel: {
+    kind: 'enum',
+    env: 'AUTH_LOG_LEVEL',
+    default: 'info',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    help: 'Log level (pino JSON on stdout).',
+  },
+} as const satisfies OptionTable;
+
+export type AuthConfig = OptionValues<typeof authOptionTable>;
+
+export function checkAuthConfig(config: AuthConfig): AuthConfig {
+  if (config.dynamodbEndpoint && config.awsDynamodb) {
+    throw new ConfigError(
+      '--dynamodb-endpoint (AUTH_DYNAMODB_ENDPOINT) and --aws-dynamodb (AUTH_AWS_DYNAMODB) exclude each other',
+    );
+  }
+  if ((config.scryptN & (config.scryptN - 1)) !== 0) {
+    throw new ConfigError(`--scrypt-n (AUTH_SCRYPT_N) must be a power of two; got ${config.scryptN}`);
+  }
+  if (config.lockoutMaxSec < config.lockoutBaseSec) {
+    throw new ConfigError('--lockout-max-sec (AUTH_LOCKOUT_MAX_SEC) must be at least --lockout-base-sec');
+  }
+  return config;
+}
