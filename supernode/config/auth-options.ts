@@ -210,6 +210,12 @@ export const authOptionTable = {
     max: 600_000,
     help: 'How often the published revocation list is rebuilt from the store.',
   },
+  admissionControl: {
+    kind: 'bool',
+    env: 'AUTH_ADMISSION_CONTROL',
+    default: true,
+    help: 'Hash pool, shedding and rate limits. Turn off only to measure the naive baseline in the login-storm benchmark.',
+  },
   logLevel: {
     kind: 'enum',
     env: 'AUTH_LOG_LEVEL',

@@ -1,0 +1,292 @@
+/**
+ * Login-storm benchmark: how the auth service holds up when offered 10x and 50x the password logins
+ * it can hash, against the same routes with admission control turned off, in the same run.
+ *
+ *   npx tsx bench/login-storm.ts [--quick]
+ *
+ * 1. Capacity C: a closed loop keeps the hash pool busy (a few logins always waiting) and counts
+ *    successful logins per second.
+ * 2. Storms: an open loop offers k x C logins per second (requests leave on schedule whether or not
+ *    earlier ones have answered, as clients after a mass reboot do) for a fixed time; each client
+ *    gives up after 10 s. Goodput = logins answered 200 within that, per second of the storm.
+ * Each phase gets a freshly started auth process (the naive one would otherwise still be hashing
+ * the previous storm's backlog), with the same accounts from the same data directory.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const CLI = resolve(__dirname, '../supernode/bin/supernode.cjs');
+const CLIENT_TIMEOUT_MS = 10_000;
+const ACCOUNTS = 16;
+const PASSWORD = 'storm-password-1';
+
+export interface StormPhase {
+  mode: 'admission' | 'naive';
+  multiple: number;
+  offeredPerSecond: number;
+  seconds: number;
+  sent: number;
+  ok: number;
+  shed: number;
+  timeouts: number;
+  otherErrors: number;
+  goodputPerSecond: number;
+  goodputOfCapacity: number;
+  admittedP99Ms: number;
+  shedP99Ms: number;
+  peakRssMiB: number;
+}
+
+export interface LoginStormResult {
+  capacityPerSecond: number;
+  capacitySeconds: number;
+  scrypt: string;
+  phases: StormPhase[];
+}
+
+interface AuthProcess {
+  url: string;
+  child: ChildProcess;
+  peakRssBytes(): number;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function startAuth(dataDir: string, admission: boolean): Promise<AuthProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [CLI, 'auth'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: {
+      ...process.env,
+      AUTH_PORT: String(port),
+      AUTH_DATA_DIR: dataDir,
+      AUTH_LOG_LEVEL: 'warn',
+      AUTH_ADMISSION_CONTROL: String(admission),
+      // One client address and few accounts: per-IP and per-account limits would measure themselves.
+      AUTH_IP_LOGINS_PER_MINUTE: '1000000',
+      AUTH_ACCOUNT_LOGINS_PER_MINUTE: '10000',
+    },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`auth service exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (i > 300) throw new Error('auth service did not start within 30 s');
+    await sleep(100);
+  }
+  let peak = 0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssOf(child.pid as number));
+  }, 200);
+  return {
+    url,
+    child,
+    peakRssBytes: () => Math.max(peak, rssOf(child.pid as number)),
+    stop: async () => {
+      clearInterval(sampler);
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      // The naive service may be hashing a long backlog: no graceful wait.
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+function rssOf(pid: number): number {
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+interface Outcome {
+  status: number; // 0: timed out or failed
+  /** The typed `error` of a refusal: `overloaded` is shedding, anything else a failure. */
+  error?: string;
+  ms: number;
+  /** When the answer arrived (performance.now()). */
+  at: number;
+}
+
+async function login(url: string, user: number): Promise<Outcome> {
+  const started = performance.now();
+  try {
+    const response = await fetch(`${url}/v1/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: `storm-${user}`, password: PASSWORD }),
+      signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
+    });
+    const body = (await response.json().catch(() => ({}))) as { error?: string };
+    const at = performance.now();
+    return { status: response.status, error: body.error, ms: at - started, at };
+  } catch {
+    const at = performance.now();
+    return { status: 0, ms: at - started, at };
+  }
+}
+
+async function createAccounts(url: string): Promise<void> {
+  for (let i = 0; i < ACCOUNTS; i++) {
+    const response = await fetch(`${url}/v1/accounts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: `storm-${i}`, password: PASSWORD }),
+    });
+    if (response.status !== 201 && response.status !== 409)
+      throw new Error(`sign-up answered ${response.status}`);
+  }
+}
+
+/** Closed loop: `concurrency` clients log in back to back; the pool is never idle, never over-full. */
+async function measureCapacity(url: string, seconds: number, concurrency: number): Promise<number> {
+  const deadline = performance.now() + seconds * 1000;
+  let ok = 0;
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline) {
+        const outcome = await login(url, next++ % ACCOUNTS);
+        if (outcome.status === 200) ok++;
+      }
+    }),
+  );
+  return ok / ((performance.now() - started) / 1000);
+}
+
+/** Open loop at `perSecond` for `seconds`; waits for every request to answer or time out. */
+async function storm(url: string, perSecond: number, seconds: number, started: number): Promise<Outcome[]> {
+  const total = Math.round(perSecond * seconds);
+  const pending: Promise<Outcome>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / perSecond;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    pending.push(login(url, i % ACCOUNTS));
+  }
+  return Promise.all(pending);
+}
+
+function p99(values: number[]): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
+}
+
+export async function runLoginStorm(options: {
+  quick: boolean;
+  log: (line: string) => void;
+}): Promise<LoginStormResult> {
+  const { quick, log } = options;
+  const capacitySeconds = quick ? 6 : 15;
+  const stormSeconds = quick ? 5 : 20;
+  const dataDir = await mkdtemp(join(tmpdir(), 'login-storm-'));
+  const phases: StormPhase[] = [];
+  try {
+    let auth = await startAuth(dataDir, true);
+    log(`login storm: creating ${ACCOUNTS} accounts (scrypt at the service defaults)`);
+    await createAccounts(auth.url);
+    const poolSize = 2;
+    const capacityPerSecond = await measureCapacity(auth.url, capacitySeconds, poolSize * 2);
+    log(
+      `login storm: capacity C = ${capacityPerSecond.toFixed(2)} logins/s (closed loop, ${capacitySeconds} s)`,
+    );
+    await auth.stop();
+    for (const mode of ['admission', 'naive'] as const) {
+      for (const multiple of [10, 50]) {
+        auth = await startAuth(dataDir, mode === 'admission');
+        const offered = capacityPerSecond * multiple;
+        log(`login storm: ${mode}, ${multiple}x C = ${offered.toFixed(0)} logins/s for ${stormSeconds} s`);
+        const started = performance.now();
+        const outcomes = await storm(auth.url, offered, stormSeconds, started);
+        const ok = outcomes.filter((o) => o.status === 200);
+        const shed = outcomes.filter((o) => o.error === 'overloaded' || o.error === 'too_many_requests');
+        const timeouts = outcomes.filter((o) => o.status === 0).length;
+        // Goodput counts logins completed during the storm, not the backlog answered after it.
+        const end = started + stormSeconds * 1000;
+        const goodput = ok.filter((o) => o.at <= end).length / stormSeconds;
+        phases.push({
+          mode,
+          multiple,
+          offeredPerSecond: offered,
+          seconds: stormSeconds,
+          sent: outcomes.length,
+          ok: ok.length,
+          shed: shed.length,
+          timeouts,
+          otherErrors: outcomes.length - ok.length - shed.length - timeouts,
+          goodputPerSecond: goodput,
+          goodputOfCapacity: goodput / capacityPerSecond,
+          admittedP99Ms: p99(ok.map((o) => o.ms)),
+          shedP99Ms: p99(shed.map((o) => o.ms)),
+          peakRssMiB: auth.peakRssBytes() / 1024 / 1024,
+        });
+        await auth.stop();
+      }
+    }
+    return { capacityPerSecond, capacitySeconds, scrypt: 'N=2^17, r=8, p=1 (service default)', phases };
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function formatLoginStorm(result: LoginStormResult): string[] {
+  const lines = [
+    `capacity C: ${result.capacityPerSecond.toFixed(2)} password logins/s (scrypt ${result.scrypt}, closed loop ${result.capacitySeconds} s)`,
+    'mode       offered        goodput    of C   admitted p99   shed p99   ok/shed/timeout/other   peak RSS',
+  ];
+  for (const p of result.phases) {
+    lines.push(
+      [
+        p.mode.padEnd(10),
+        `${p.multiple}x ${p.offeredPerSecond.toFixed(0)}/s`.padEnd(14),
+        `${p.goodputPerSecond.toFixed(2)}/s`.padStart(8),
+        `${(p.goodputOfCapacity * 100).toFixed(0)}%`.padStart(6),
+        `${p.admittedP99Ms.toFixed(0)} ms`.padStart(14),
+        `${p.shedP99Ms.toFixed(1)} ms`.padStart(10),
+        `${p.ok}/${p.shed}/${p.timeouts}/${p.otherErrors}`.padStart(23),
+        `${p.peakRssMiB.toFixed(0)} MiB`.padStart(10),
+      ].join(' '),
+    );
+  }
+  return lines;
+}
+
+if (require.main === module) {
+  const quick = process.argv.includes('--quick');
+  runLoginStorm({ quick, log: (line) => console.log(line) })
+    .then((result) => {
+      console.log(formatLoginStorm(result).join('\n'));
+      console.log(`command: npx tsx bench/login-storm.ts${quick ? ' --quick' : ''}`);
+    })
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    });
+}
