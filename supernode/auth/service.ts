@@ -18,7 +18,7 @@ import { DeadlineExceededError, HashPool } from './admission';
 import { type EmbeddedDynamo, startEmbeddedDynamo } from './embedded-store';
 import { FileKeyRingStorage, KeyRing, type KeyRingStorage, writeAtomically } from './key-ring';
 import { KeyedLimiter } from './keyed-limiter';
-import { dummyVerify, hashPassword, type ScryptParams, verifyPassword } from './passwords';
+import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from './passwords';
 import { signAccessToken } from './signing';
 import { type Account, AccountStore, createDynamoClients, ensureTable, type Revocation } from './store';
 
@@ -443,9 +443,16 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
           return fail(reply, 429, 'too_many_attempts', 'too many failed attempts; try later', until - now);
         }
         // An unknown name costs a hash too, so timing does not tell whether the account exists.
-        const valid = await run(() =>
-          account ? verifyPassword(password, account.passwordHash) : dummyVerify(password, scrypt),
-        );
+        // One slot covers the check and, when the stored parameters are below today's, the re-hash.
+        const { valid, upgradedHash } = await run(async () => {
+          if (!account) return { valid: await dummyVerify(password, scrypt), upgradedHash: undefined };
+          const ok = await verifyPassword(password, account.passwordHash);
+          const upgrade =
+            ok && needsRehash(account.passwordHash, scrypt)
+              ? await hashPassword(password, scrypt)
+              : undefined;
+          return { valid: ok, upgradedHash: upgrade };
+        });
         if (!valid || !account) {
           await recordFailure(account, username, Date.now());
           requests.inc({ route: 'login', outcome: 'invalid' });
@@ -456,6 +463,8 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
           return fail(reply, 403, 'account_disabled', 'this account is disabled');
         }
         if (account.failedLogins > 0) await store.clearLoginFailures(username);
+        // Same password, stronger hash: keep passwordChangedAt so existing refresh tokens stay valid.
+        if (upgradedHash) await store.setPassword(username, upgradedHash, account.passwordChangedAt);
         requests.inc({ route: 'login', outcome: 'ok' });
         return issueTokens(username, randomBytes(12).toString('base64url'));
       }),

@@ -264,6 +264,18 @@ describe('keys, restarts and supernodes', () => {
     expect(auth.keys.signingKey().kid).toBe(kid);
   });
 
+  it('raises the hash parameters of an account at its next login, keeping its refresh tokens', async () => {
+    await start({ scryptN: 1024 });
+    await signup('alice');
+    const before = (await login('alice')).body;
+    await auth.close();
+    await start({ scryptN: 2048 });
+    expect((await auth.store.getAccount('alice'))?.passwordHash).toContain('N=1024,');
+    expect((await login('alice')).status).toBe(200);
+    expect((await auth.store.getAccount('alice'))?.passwordHash).toContain('N=2048,');
+    expect((await post('/v1/token/refresh', { refreshToken: before.refreshToken })).status).toBe(200);
+  });
+
   it('a supernode accepts tokens while the auth service is stopped, and sees rotated keys', async () => {
     await start();
     await signup('alice');
