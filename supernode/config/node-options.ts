@@ -243,6 +243,87 @@ export const nodeOptionTable = {
     pattern: { regex: /^[\w.:/@+=-]{1,255}$/, description: 'an Auto Scaling group name' },
     help: 'Value of the AutoScalingGroupName dimension; required with --cloudwatch.',
   },
+  mesh: {
+    kind: 'bool',
+    env: 'SUPERNODE_MESH',
+    default: false,
+    help: 'Join the mesh: shared presence directory and relay across nodes.',
+  },
+  meshHost: {
+    kind: 'string',
+    env: 'SUPERNODE_MESH_HOST',
+    pattern: HOST,
+    help: 'Address the mesh listener binds to (the private address in AWS). Default: same as --host.',
+  },
+  meshPort: {
+    kind: 'int',
+    env: 'SUPERNODE_MESH_PORT',
+    default: 7101,
+    min: 0,
+    max: 65535,
+    help: 'TCP port for links from other supernodes (0 picks a free port).',
+  },
+  meshSecret: {
+    kind: 'string',
+    env: 'SUPERNODE_MESH_SECRET',
+    pattern: { regex: /^\S{32,512}$/, description: '32-512 non-space characters' },
+    help: 'Shared secret every mesh member proves it holds (HMAC challenge; never sent). Required with --mesh.',
+  },
+  meshPeers: {
+    kind: 'list',
+    env: 'SUPERNODE_MESH_PEERS',
+    default: [],
+    maxItems: 256,
+    item: { regex: /^[A-Za-z0-9._:-]{1,64}@wss?:\/\/\S{1,250}$/, description: 'node-id@ws://host:port' },
+    help: 'Static members (discovery "static"), this node included or not.',
+  },
+  discovery: {
+    kind: 'enum',
+    env: 'SUPERNODE_DISCOVERY',
+    default: 'static',
+    choices: ['static', 'ec2'],
+    help: 'How members are found: the --mesh-peers list, or EC2 instances of --auto-scaling-group.',
+  },
+  discoveryRefreshMs: {
+    kind: 'int',
+    env: 'SUPERNODE_DISCOVERY_REFRESH_MS',
+    default: 15_000,
+    min: 1000,
+    max: 600_000,
+    help: 'How often EC2 discovery re-lists the group.',
+  },
+  meshHeartbeatMs: {
+    kind: 'int',
+    env: 'SUPERNODE_MESH_HEARTBEAT_MS',
+    default: 1000,
+    min: 100,
+    max: 60_000,
+    help: 'Heartbeat period on mesh links.',
+  },
+  meshDeadAfter: {
+    kind: 'int',
+    env: 'SUPERNODE_MESH_DEAD_AFTER',
+    default: 3,
+    min: 2,
+    max: 100,
+    help: 'Missed heartbeats after which a member is declared dead.',
+  },
+  directoryReplicas: {
+    kind: 'int',
+    env: 'SUPERNODE_DIRECTORY_REPLICAS',
+    default: 2,
+    min: 1,
+    max: 5,
+    help: "Owners holding each user's presence record (R).",
+  },
+  meshLookupTimeoutMs: {
+    kind: 'int',
+    env: 'SUPERNODE_MESH_LOOKUP_TIMEOUT_MS',
+    default: 500,
+    min: 10,
+    max: 10_000,
+    help: 'Time an owner has to answer a lookup before the next owner is asked.',
+  },
   logLevel: {
     kind: 'enum',
     env: 'SUPERNODE_LOG_LEVEL',
@@ -264,6 +345,14 @@ export function checkNodeConfig(config: NodeConfig): NodeConfig {
   if (config.revocationsUrl && config.revocationsFile) {
     throw new ConfigError(
       '--revocations-url (SUPERNODE_REVOCATIONS_URL) or --revocations-file (SUPERNODE_REVOCATIONS_FILE), not both',
+    );
+  }
+  if (config.mesh && !config.meshSecret) {
+    throw new ConfigError('--mesh-secret (SUPERNODE_MESH_SECRET) is required with --mesh');
+  }
+  if (config.mesh && config.discovery === 'ec2' && !config.autoScalingGroup) {
+    throw new ConfigError(
+      '--auto-scaling-group (SUPERNODE_AUTO_SCALING_GROUP) is required with --discovery ec2',
     );
   }
   if (config.cloudwatch && !config.autoScalingGroup) {

@@ -69,6 +69,10 @@ export class PresenceRegistry<S extends PresenceEntry> {
     return this.byUser.size;
   }
 
+  userIds(): IterableIterator<string> {
+    return this.byUser.keys();
+  }
+
   *all(): IterableIterator<S> {
     for (const list of this.byUser.values()) yield* list;
   }

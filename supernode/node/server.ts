@@ -1,10 +1,13 @@
 import { hostname } from 'node:os';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { Counter, Gauge } from 'prom-client';
 import type { RawData, WebSocket } from 'ws';
 import { checkNodeConfig, type NodeConfig, nodeOptionTable } from '../config/node-options';
 import { resolveOptions } from '../config/options';
 import { createLogger, type Logger } from '../log';
+import { Ec2Discovery, StaticDiscovery } from '../mesh/discovery';
+import { type LocalNode, Mesh } from '../mesh/mesh';
 import { CloudWatchPublisher } from '../metrics/cloudwatch';
 import { encodeRelayFrame, FLAG_ACK, FRAME_DELIVER, FRAME_SEND, parseRelayFrame } from '../protocol/frames';
 import {
@@ -43,8 +46,9 @@ export interface Supernode {
   readonly metrics: NodeMetrics;
   readonly keys: KeyStore;
   readonly revocations: RevocationList | undefined;
+  readonly mesh: Mesh | undefined;
   /** Starts the HTTP/WebSocket listener, STUN and the CloudWatch publisher. */
-  listen(): Promise<{ port: number; url: string; stunPort?: number }>;
+  listen(): Promise<{ port: number; url: string; stunPort?: number; meshPort?: number }>;
   readyState(): ReadyState;
   sessionCount(): number;
   /** Stops taking sessions, tells clients to move, waits for them up to the deadline, then closes. */
@@ -76,7 +80,8 @@ class Session {
   messages: TokenBucket | undefined;
   constructor(
     readonly socket: WebSocket,
-    readonly id: string,
+    /** Unique on this node; names the session in welcome messages and in relays across nodes. */
+    readonly serial: number,
   ) {}
 }
 
@@ -128,6 +133,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   const readyState = (): ReadyState => {
     const reasons: string[] = [];
     if (!keys.ready) reasons.push('keys_not_loaded');
+    if (mesh && !mesh.ready) reasons.push('mesh_not_ready');
     if (draining) reasons.push('draining');
     if (connections.size >= config.maxSessions) reasons.push('full');
     return { ready: reasons.length === 0, reasons };
@@ -278,10 +284,11 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   const cleanup = (session: Session): void => {
     session.closed = true;
     connections.delete(session);
+    sessionsBySerial.delete(session.serial);
     clearTimeout(session.authTimer);
     clearTimeout(session.resumeTimer);
     congested.delete(session);
-    if (session.authenticated) presence.remove(session);
+    if (session.authenticated && presence.remove(session)) mesh?.publish(session.userId);
   };
 
   const onHello = async (
@@ -327,9 +334,10 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     stats.registrations++;
     if (displaced)
       disconnect(displaced, 'replaced', 'replaced', 'a newer session of this user replaced this one');
+    mesh?.publish(session.userId);
     send(session, {
       type: 'welcome',
-      session: session.id,
+      session: `${config.nodeId}/${session.serial.toString(36)}`,
       user: session.userId,
       node: config.nodeId,
       expiresAt: check.expiresAt,
@@ -346,14 +354,20 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       return;
     }
     const { msgId, flags, userId, payloadOffset } = parsed.frame;
-    const targets = presence.sessionsOf(userId);
-    if (!targets) {
-      stats.relayUnknownRecipient++;
-      sendError(session, 'unknown_recipient', 'recipient is not online', { msgId });
+    const payload = data.subarray(payloadOffset);
+    if (!presence.sessionsOf(userId) && mesh) {
+      // Homed elsewhere (or nowhere): one hop over the mesh; the result comes back by serial.
+      mesh.relay(session.userId, userId, msgId, flags, session.serial, payload);
       return;
     }
-    const payload = data.subarray(payloadOffset);
-    const frame = encodeRelayFrame(FRAME_DELIVER, 0, msgId, session.userId, payload);
+    relayResult(session, msgId, flags, deliverLocal(session.userId, userId, msgId, payload));
+  };
+
+  /** Delivers to this node's sessions of `to`: how many got it, -1 if none here, 'busy' if all are full. */
+  const deliverLocal = (from: string, to: string, msgId: number, payload: Buffer): number | 'busy' => {
+    const targets = presence.sessionsOf(to);
+    if (!targets) return -1;
+    const frame = encodeRelayFrame(FRAME_DELIVER, 0, msgId, from, payload);
     let delivered = 0;
     for (const target of targets) {
       if (target.socket.bufferedAmount > config.sendBufferBytes) {
@@ -363,17 +377,26 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       target.socket.send(frame);
       delivered++;
     }
-    if (delivered === 0) {
+    if (delivered === 0) return 'busy';
+    stats.relayedMessages += delivered;
+    stats.relayedBytes += delivered * payload.length;
+    return delivered;
+  };
+
+  /** Tells the sender what became of its frame: an ack if asked for, else only failures. */
+  const relayResult = (session: Session, msgId: number, flags: number, delivered: number | 'busy'): void => {
+    if (delivered === -1) {
+      stats.relayUnknownRecipient++;
+      sendError(session, 'unknown_recipient', 'recipient is not online', { msgId });
+    } else if (delivered === 'busy') {
       stats.relayRecipientBusy++;
       sendError(session, 'recipient_busy', 'recipient is not reading; retry later', {
         msgId,
         retryAfterMs: 100,
       });
-      return;
+    } else if (flags & FLAG_ACK) {
+      send(session, { type: 'ack', msgId, delivered });
     }
-    stats.relayedMessages += delivered;
-    stats.relayedBytes += delivered * payload.length;
-    if (flags & FLAG_ACK) send(session, { type: 'ack', msgId, delivered });
   };
 
   const onControl = (session: Session, text: string): void => {
@@ -390,6 +413,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         return;
       case 'endpoints':
         session.endpoints = message.endpoints;
+        mesh?.publish(session.userId);
         return;
       case 'ping':
         send(session, { type: 'pong', id: message.id });
@@ -400,8 +424,19 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
           stats.throttledLookups++;
           throttle(session, wait);
         }
-        const sessions = presence.sessionsOf(message.user);
         stats.lookups++;
+        if (mesh) {
+          const { id, user } = message;
+          mesh.lookup(user).then(
+            (answer) => {
+              if (answer.online) stats.lookupsOnline++;
+              send(session, { type: 'lookup_result', id, user, ...answer });
+            },
+            () => sendError(session, 'internal', 'lookup failed', { id }),
+          );
+          return;
+        }
+        const sessions = presence.sessionsOf(message.user);
         if (sessions) stats.lookupsOnline++;
         send(session, {
           type: 'lookup_result',
@@ -477,8 +512,10 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
 
   app.register(async (scoped) => {
     scoped.get(SESSION_PATH, { websocket: true }, (socket) => {
-      const session = new Session(socket, `${config.nodeId}/${(++sessionSerial).toString(36)}`);
+      sessionSerial = (sessionSerial + 1) >>> 0 || 1;
+      const session = new Session(socket, sessionSerial);
       connections.add(session);
+      if (mesh) sessionsBySerial.set(session.serial, session);
       socket.on('message', (data, isBinary) => {
         try {
           onMessage(session, data, isBinary);
@@ -553,6 +590,60 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         onOutcome: (outcome) => stats.stunOutcome(outcome),
       })
     : undefined;
+  const sessionsBySerial = new Map<number, Session>();
+  const localNode: LocalNode = {
+    presenceOf: (user) => {
+      const sessions = presence.sessionsOf(user);
+      return sessions
+        ? { sessions: sessions.length, endpoints: presence.endpointsOf(user, MAX_ENDPOINTS) }
+        : undefined;
+    },
+    localUsers: () => presence.userIds(),
+    deliver: deliverLocal,
+    forwardResult: (serial, msgId, result) => {
+      const session = sessionsBySerial.get(serial);
+      if (!session || session.closed) return;
+      // An ack travels back only when asked for, so a delivered count always means FLAG_ACK was set.
+      relayResult(
+        session,
+        msgId,
+        FLAG_ACK,
+        'delivered' in result ? result.delivered : result.code === 'recipient_busy' ? 'busy' : -1,
+      );
+    },
+  };
+  const mesh = config.mesh
+    ? new Mesh({
+        selfId: config.nodeId,
+        selfUrl: config.publicUrl,
+        host: config.meshHost ?? config.host,
+        port: config.meshPort,
+        secret: config.meshSecret as string,
+        discovery:
+          config.discovery === 'ec2'
+            ? new Ec2Discovery({
+                autoScalingGroup: config.autoScalingGroup as string,
+                meshPort: config.meshPort,
+                refreshMs: config.discoveryRefreshMs,
+                log,
+              })
+            : new StaticDiscovery(
+                config.meshPeers.map((entry) => {
+                  const at = entry.indexOf('@');
+                  return { id: entry.slice(0, at), meshUrl: entry.slice(at + 1) };
+                }),
+              ),
+        replicas: config.directoryReplicas,
+        heartbeatMs: config.meshHeartbeatMs,
+        deadAfterMisses: config.meshDeadAfter,
+        lookupTimeoutMs: config.meshLookupTimeoutMs,
+        sendBufferBytes: config.sendBufferBytes * 8,
+        maxFrameBytes: config.maxFrameBytes,
+        log,
+        local: localNode,
+      })
+    : undefined;
+  if (mesh) registerMeshMetrics(metrics, mesh);
   const cloudWatch = config.cloudwatch
     ? new CloudWatchPublisher({
         dimensions: { AutoScalingGroupName: config.autoScalingGroup as string },
@@ -602,7 +693,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     for (const timer of timers) timer.unref();
   };
 
-  const listen = async (): Promise<{ port: number; url: string; stunPort?: number }> => {
+  const listen = async (): Promise<{ port: number; url: string; stunPort?: number; meshPort?: number }> => {
     await Promise.all([keys.start(), revocations?.start()]);
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
@@ -612,13 +703,14 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       if (!given.publicUrl) config.publicUrl = `ws://${config.host}:${port}`;
     }
     const stunAddress = stun ? await stun.start() : undefined;
+    const meshPort = mesh ? await mesh.start() : undefined;
     cloudWatch?.start();
     startTimers();
     log.info(
-      { node: config.nodeId, port, stunPort: stunAddress?.port, keysLoaded: keys.ready },
+      { node: config.nodeId, port, stunPort: stunAddress?.port, meshPort, keysLoaded: keys.ready },
       'supernode listening',
     );
-    return { port, url: config.publicUrl, stunPort: stunAddress?.port };
+    return { port, url: config.publicUrl, stunPort: stunAddress?.port, meshPort };
   };
 
   const close = async (): Promise<void> => {
@@ -627,7 +719,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     for (const timer of timers) clearInterval(timer);
     keys.stop();
     revocations?.stop();
-    await Promise.allSettled([app.close(), stun?.close(), cloudWatch?.stop()]);
+    await Promise.allSettled([app.close(), stun?.close(), cloudWatch?.stop(), mesh?.stop()]);
     metrics.stop();
   };
 
@@ -663,12 +755,66 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     metrics,
     keys,
     revocations,
+    mesh,
     listen,
     readyState,
     sessionCount: () => presence.size,
     drain,
     close,
   };
+}
+
+function registerMeshMetrics(metrics: NodeMetrics, mesh: Mesh): void {
+  const registers = [metrics.registry];
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  gauge('supernode_mesh_members', 'Live mesh members, this node included', () => mesh.members().length);
+  gauge('supernode_directory_records', 'Presence records this node holds as an owner', () =>
+    mesh.directorySize(),
+  );
+  counter(
+    'supernode_mesh_republished_total',
+    'Records re-published after membership changes',
+    () => mesh.stats.republished,
+  );
+  counter(
+    'supernode_mesh_purged_total',
+    'Records dropped because their home node died',
+    () => mesh.stats.purged,
+  );
+  counter('supernode_mesh_forwarded_total', 'Relay frames sent to another node', () => mesh.stats.forwarded);
+  counter(
+    'supernode_mesh_received_total',
+    'Relay frames received from another node',
+    () => mesh.stats.received,
+  );
+  counter(
+    'supernode_mesh_refused_peers_total',
+    'Mesh connections refused (authentication)',
+    () => mesh.stats.refusedPeers,
+  );
+  counter(
+    'supernode_mesh_lookup_fallbacks_total',
+    'Lookups that asked the next owner',
+    () => mesh.stats.lookupFallbacks,
+  );
 }
 
 function isLoopback(address: string | undefined): boolean {
