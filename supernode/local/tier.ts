@@ -1,5 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { writeAtomically } from '../auth/key-ring';
 import { helpText, parseOptions } from '../config/options';
 
 const tierOptions = {
@@ -16,6 +19,14 @@ const tierOptions = {
     min: 1,
     max: 65_535,
     help: 'Port of the auth service.',
+  },
+  meshBasePort: {
+    kind: 'int',
+    env: 'SUPERNODE_LOCAL_MESH_BASE_PORT',
+    default: 7101,
+    min: 1,
+    max: 65_000,
+    help: 'Mesh port of the first supernode; the others follow.',
   },
   basePort: {
     kind: 'int',
@@ -74,6 +85,10 @@ export async function runLocalTier(argv: string[]): Promise<void> {
     { length: options.nodes },
     (_, i) => `ws://${options.host}:${options.basePort + i}`,
   );
+  const meshPeers = urls
+    .map((_, i) => `local-${i + 1}@ws://${options.host}:${options.meshBasePort + i}`)
+    .join(',');
+  const meshSecret = await loadOrCreateSecret(join(options.dataDir, 'mesh-secret'));
   const children: Array<{ name: string; child: ChildProcess }> = [];
   let stopping = false;
   const start = (name: string, command: string, env: NodeJS.ProcessEnv): void => {
@@ -108,6 +123,10 @@ export async function runLocalTier(argv: string[]): Promise<void> {
       SUPERNODE_JWKS_REFRESH_MS: '10000',
       SUPERNODE_REVOCATIONS_REFRESH_MS: '5000',
       SUPERNODE_DRAIN_TIMEOUT_MS: '5000',
+      SUPERNODE_MESH: 'true',
+      SUPERNODE_MESH_PORT: String(options.meshBasePort + i),
+      SUPERNODE_MESH_PEERS: meshPeers,
+      SUPERNODE_MESH_SECRET: meshSecret,
       SUPERNODE_STUN: i === 0 ? 'true' : 'false',
       SUPERNODE_STUN_PORT: String(options.stunPort),
       SUPERNODE_LOG_LEVEL: options.logLevel,
@@ -150,12 +169,24 @@ export async function runLocalTier(argv: string[]): Promise<void> {
       'Try it (two terminals):',
       `  ${cli} signup --username alice --password 'alice-secret-1'`,
       `  ${cli} signup --username bob --password 'bob-secret-12'`,
-      `  ${cli} connect --username bob                      # waits for messages`,
-      `  ${cli} connect --username alice --lookup bob --send bob --message hi --wait-ms 1000`,
+      `  ${cli} connect --username bob --node ${urls[0]}                      # waits for messages`,
+      `  ${cli} connect --username alice --node ${urls[urls.length - 1]} --lookup bob --send bob --message hi --wait-ms 1000`,
+      '  (bob and alice sit on different supernodes: the lookup and the message cross the mesh)',
       '',
       'Ctrl-C drains and stops everything; the next start reuses the accounts and keys in .data/.',
     ].join('\n'),
   );
+}
+
+/** The mesh secret of the local tier, made once and kept (owner-only) so restarts rejoin the same mesh. */
+async function loadOrCreateSecret(path: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch {
+    const secret = randomBytes(32).toString('base64url');
+    await writeAtomically(path, secret, 0o600);
+    return secret;
+  }
 }
 
 async function waitReady(baseUrl: string): Promise<void> {

@@ -107,6 +107,8 @@ export class Mesh {
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Every mesh socket, authenticated or not, so stop() can end them all. */
+  private readonly sockets = new Set<WebSocket>();
   readonly stats: MeshStats = {
     republished: 0,
     purged: 0,
@@ -169,14 +171,20 @@ export class Mesh {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.options.discovery.stop();
-    for (const peer of this.peers.values()) peer.socket?.terminate();
+    for (const socket of this.sockets) socket.terminate();
     this.wss?.close();
     await new Promise((resolve) => (this.server ? this.server.close(resolve) : resolve(undefined)));
   }
 
   // ---- membership and links -------------------------------------------------------------------
 
+  private track(socket: WebSocket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
   private async onInbound(socket: WebSocket): Promise<void> {
+    this.track(socket);
     socket.on('error', () => {});
     const peerId = await acceptPeer(socket, this.options.selfId, this.options.secret);
     if (!peerId) {
@@ -194,6 +202,7 @@ export class Mesh {
       maxPayload: this.options.maxFrameBytes + 1024,
       handshakeTimeout: 5000,
     });
+    this.track(socket);
     socket.on('error', () => {});
     const failed = () => {
       peer.dialing = false;

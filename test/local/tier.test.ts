@@ -10,6 +10,7 @@ import { stunBinding } from '../../supernode/stun/client';
 const AUTH_PORT = 18_080;
 const BASE_PORT = 17_001;
 const STUN_PORT = 13_478;
+const MESH_BASE_PORT = 17_101;
 const cli = join(__dirname, '../../supernode/bin/supernode.cjs');
 
 let dataDir: string;
@@ -23,6 +24,7 @@ function startTier(): Promise<ChildProcess> {
       AUTH_PORT: String(AUTH_PORT),
       SUPERNODE_LOCAL_BASE_PORT: String(BASE_PORT),
       SUPERNODE_STUN_PORT: String(STUN_PORT),
+      SUPERNODE_LOCAL_MESH_BASE_PORT: String(MESH_BASE_PORT),
       // Cheap hashes keep the test fast; the tier passes the environment on to the auth service.
       AUTH_SCRYPT_N: '1024',
     },
@@ -63,17 +65,22 @@ test('npm start runs the store, auth and three supernodes; Ctrl-C stops it; a re
     const ready = await fetch(`${url.replace('ws', 'http')}/readyz`);
     expect(ready.status).toBe(200);
   }
+  // Different supernodes: the message crosses the mesh.
   const alice = await SupernodeSession.connect({
     url: nodeUrls[2],
     token: (await auth.login('alice', 'alice-secret-1')).accessToken,
   });
   const bob = await SupernodeSession.connect({
-    url: nodeUrls[2],
+    url: nodeUrls[0],
     token: (await auth.login('bob', 'bob-secret-12')).accessToken,
   });
   const received = new Promise<string>((resolve) =>
     bob.once('message', (m) => resolve(m.payload.toString())),
   );
+  // Bob's registration reaches the directory one mesh message after his welcome.
+  for (let i = 0; i < 60 && !(await alice.lookup('bob')).online; i++)
+    await new Promise((r) => setTimeout(r, 50));
+  expect(await alice.lookup('bob')).toMatchObject({ online: true, node: nodeUrls[0] });
   await alice.send('bob', Buffer.from('hello bob'));
   expect(await received).toBe('hello bob');
   expect((await stunBinding('127.0.0.1', STUN_PORT)).address).toBe('127.0.0.1');
