@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 
 /**
  * Mesh link authentication: a mutual HMAC challenge over a shared secret, so the secret never
@@ -33,41 +33,83 @@ export function macEqual(a: string, b: string): boolean {
 }
 
 type Json = Record<string, unknown>;
+type Frame = [data: RawData, isBinary: boolean];
 
-function parse(data: unknown): Json | undefined {
+function parse(frame: Frame | undefined): Json | undefined {
+  if (!frame || frame[1]) return undefined;
   try {
-    const value = JSON.parse(String(data)) as unknown;
+    const value = JSON.parse(String(frame[0])) as unknown;
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
   } catch {
     return undefined;
   }
 }
 
-function once(socket: WebSocket, timeoutMs: number): Promise<Json | undefined> {
-  return new Promise((resolve) => {
-    const done = (value: Json | undefined) => {
-      clearTimeout(timer);
-      socket.off('message', onMessage);
-      socket.off('close', onClose);
-      resolve(value);
-    };
-    const onMessage = (data: unknown, isBinary: boolean) => done(isBinary ? undefined : parse(data));
-    const onClose = () => done(undefined);
-    const timer = setTimeout(() => done(undefined), timeoutMs);
-    socket.on('message', onMessage);
-    socket.on('close', onClose);
-  });
+/**
+ * Holds every frame from the moment the socket opens until the mesh takes the link over, so a
+ * frame that arrives right behind the handshake (often in the same TCP read) is never lost.
+ */
+class Inbox {
+  private readonly queue: Frame[] = [];
+  private waiter: ((frame: Frame | undefined) => void) | undefined;
+  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter) waiter([data, isBinary]);
+    else if (this.queue.length < 1024) this.queue.push([data, isBinary]);
+  };
+  private readonly onClose = (): void => {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.(undefined);
+  };
+
+  constructor(private readonly socket: WebSocket) {
+    socket.on('message', this.onMessage);
+    socket.on('close', this.onClose);
+  }
+
+  next(timeoutMs: number): Promise<Frame | undefined> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.socket.readyState !== this.socket.OPEN) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        resolve(undefined);
+      }, timeoutMs);
+      this.waiter = (frame) => {
+        clearTimeout(timer);
+        resolve(frame);
+      };
+    });
+  }
+
+  /** Hands the link to `handler`: queued frames first, in order, then every later one. */
+  takeOver(handler: (data: RawData, isBinary: boolean) => void): void {
+    this.socket.off('message', this.onMessage);
+    this.socket.off('close', this.onClose);
+    for (const [data, isBinary] of this.queue.splice(0)) handler(data, isBinary);
+    this.socket.on('message', handler);
+  }
 }
 
-/** Acceptor side; resolves with the authenticated peer id, or undefined after closing the socket. */
+/** An authenticated link: who is at the other end, and how to start reading from it. */
+export interface AuthenticatedLink {
+  peerId: string;
+  takeOver(handler: (data: RawData, isBinary: boolean) => void): void;
+}
+
+/** Acceptor side; the authenticated peer, or undefined after closing the socket. */
 export async function acceptPeer(
   socket: WebSocket,
   selfId: string,
   secret: string,
-): Promise<string | undefined> {
+): Promise<AuthenticatedLink | undefined> {
+  const inbox = new Inbox(socket);
   const challenge = nonce();
   socket.send(JSON.stringify({ t: 'challenge', node: selfId, nonce: challenge }));
-  const auth = await once(socket, MESH_AUTH_TIMEOUT_MS);
+  const auth = parse(await inbox.next(MESH_AUTH_TIMEOUT_MS));
   const peer = auth?.node;
   if (
     auth?.t !== 'auth' ||
@@ -83,16 +125,17 @@ export async function acceptPeer(
     return undefined;
   }
   socket.send(JSON.stringify({ t: 'accept', mac: mac(secret, 'accept', auth.nonce, selfId, peer) }));
-  return peer;
+  return { peerId: peer, takeOver: (handler) => inbox.takeOver(handler) };
 }
 
-/** Dialer side; resolves with the acceptor's id once both sides are proven, else undefined (socket closed). */
+/** Dialer side (call on 'open'); the acceptor once both sides are proven, else undefined (socket closed). */
 export async function dialPeer(
   socket: WebSocket,
   selfId: string,
   secret: string,
-): Promise<string | undefined> {
-  const challenge = await once(socket, MESH_AUTH_TIMEOUT_MS);
+): Promise<AuthenticatedLink | undefined> {
+  const inbox = new Inbox(socket);
+  const challenge = parse(await inbox.next(MESH_AUTH_TIMEOUT_MS));
   const peer = challenge?.node;
   if (
     challenge?.t !== 'challenge' ||
@@ -112,7 +155,7 @@ export async function dialPeer(
       mac: mac(secret, 'dial', challenge.nonce, selfId, peer),
     }),
   );
-  const accept = await once(socket, MESH_AUTH_TIMEOUT_MS);
+  const accept = parse(await inbox.next(MESH_AUTH_TIMEOUT_MS));
   if (
     accept?.t !== 'accept' ||
     typeof accept.mac !== 'string' ||
@@ -121,5 +164,5 @@ export async function dialPeer(
     socket.close(CLOSE_MESH_AUTH, 'mesh authentication failed');
     return undefined;
   }
-  return peer;
+  return { peerId: peer, takeOver: (handler) => inbox.takeOver(handler) };
 }

@@ -3,7 +3,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import type { Logger } from '../log';
 import type { Endpoint } from '../protocol/messages';
 import type { Discovery, MemberAddress } from './discovery';
-import { acceptPeer, dialPeer, MESH_PATH } from './link';
+import { type AuthenticatedLink, acceptPeer, dialPeer, MESH_PATH } from './link';
 import { owners } from './rendezvous';
 
 /** A user's presence on one home node, as the directory's owners hold it. */
@@ -107,6 +107,9 @@ export class Mesh {
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private ticks = 0;
+  /** When this node started holding each record (user -> home -> ms), for the sweep of strays. */
+  private readonly heldSince = new WeakMap<DirectoryRecord, number>();
   /** Every mesh socket, authenticated or not, so stop() can end them all. */
   private readonly sockets = new Set<WebSocket>();
   readonly stats: MeshStats = {
@@ -186,13 +189,13 @@ export class Mesh {
   private async onInbound(socket: WebSocket): Promise<void> {
     this.track(socket);
     socket.on('error', () => {});
-    const peerId = await acceptPeer(socket, this.options.selfId, this.options.secret);
-    if (!peerId) {
+    const link = await acceptPeer(socket, this.options.selfId, this.options.secret);
+    if (!link) {
       this.stats.refusedPeers++;
       this.options.log.warn('refused a mesh peer that failed authentication');
       return;
     }
-    this.attach(peerId, socket);
+    this.attach(link, socket);
   }
 
   private dial(peer: Peer): void {
@@ -215,20 +218,21 @@ export class Mesh {
       if (peer.dialing) failed();
     });
     socket.once('open', async () => {
-      const id = await dialPeer(socket, this.options.selfId, this.options.secret);
-      if (id !== peer.id) {
-        if (id) socket.close(1008, 'unexpected peer id');
+      const link = await dialPeer(socket, this.options.selfId, this.options.secret);
+      if (link?.peerId !== peer.id) {
+        if (link) socket.close(1008, 'unexpected peer id');
         this.stats.refusedPeers++;
         failed();
         return;
       }
       peer.dialing = false;
       peer.failures = 0;
-      this.attach(peer.id, socket);
+      this.attach(link, socket);
     });
   }
 
-  private attach(peerId: string, socket: WebSocket): void {
+  private attach(link: AuthenticatedLink, socket: WebSocket): void {
+    const peerId = link.peerId;
     let peer = this.peers.get(peerId);
     if (!peer) {
       peer = { id: peerId, url: '', lastHeard: 0, dialing: false, retryAt: 0, failures: 0 };
@@ -238,7 +242,7 @@ export class Mesh {
     peer.socket = socket;
     peer.lastHeard = Date.now();
     const current = peer;
-    socket.on('message', (data, isBinary) => {
+    link.takeOver((data, isBinary) => {
       current.lastHeard = Date.now();
       try {
         if (isBinary) this.onForward(current, data as Buffer);
@@ -285,6 +289,22 @@ export class Mesh {
       if (!peer.socket && !known.has(peer.id) && !peer.dialing) this.peers.delete(peer.id);
     }
     this.recomputeMembers();
+    if (++this.ticks % 10 === 0) this.sweepStrays(now);
+  }
+
+  /**
+   * Drops records this node does not own that it has held for a while. They arrive when a home
+   * published while its view of the members differed from ours; the real owners have them too.
+   */
+  private sweepStrays(now: number): void {
+    const grace = this.options.heartbeatMs * this.options.deadAfterMisses * 3;
+    for (const [user, homes] of this.records) {
+      if (owners(user, this.live, this.options.replicas).includes(this.options.selfId)) continue;
+      for (const [home, record] of homes) {
+        if (now - (this.heldSince.get(record) ?? now) > grace) homes.delete(home);
+      }
+      if (homes.size === 0) this.records.delete(user);
+    }
   }
 
   private isAlive(peer: Peer): boolean {
@@ -566,7 +586,10 @@ export class Mesh {
           this.records.set(record.user, homes);
         }
         const existing = homes.get(record.home);
-        if (!existing || existing.v < record.v) homes.set(record.home, record);
+        if (!existing || existing.v < record.v) {
+          homes.set(record.home, record);
+          this.heldSince.set(record, Date.now());
+        }
         return;
       }
       case 'unpub': {

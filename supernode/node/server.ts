@@ -6,9 +6,9 @@ import type { RawData, WebSocket } from 'ws';
 import { checkNodeConfig, type NodeConfig, nodeOptionTable } from '../config/node-options';
 import { resolveOptions } from '../config/options';
 import { createLogger, type Logger } from '../log';
-import { Ec2Discovery, StaticDiscovery } from '../mesh/discovery';
+import { type Discovery, StaticDiscovery } from '../mesh/discovery';
 import { type LocalNode, Mesh } from '../mesh/mesh';
-import { CloudWatchPublisher } from '../metrics/cloudwatch';
+import type { CloudWatchPublisher } from '../metrics/cloudwatch';
 import { encodeRelayFrame, FLAG_ACK, FRAME_DELIVER, FRAME_SEND, parseRelayFrame } from '../protocol/frames';
 import {
   type Endpoint,
@@ -619,20 +619,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         host: config.meshHost ?? config.host,
         port: config.meshPort,
         secret: config.meshSecret as string,
-        discovery:
-          config.discovery === 'ec2'
-            ? new Ec2Discovery({
-                autoScalingGroup: config.autoScalingGroup as string,
-                meshPort: config.meshPort,
-                refreshMs: config.discoveryRefreshMs,
-                log,
-              })
-            : new StaticDiscovery(
-                config.meshPeers.map((entry) => {
-                  const at = entry.indexOf('@');
-                  return { id: entry.slice(0, at), meshUrl: entry.slice(at + 1) };
-                }),
-              ),
+        discovery: createDiscovery(config, log),
         replicas: config.directoryReplicas,
         heartbeatMs: config.meshHeartbeatMs,
         deadAfterMisses: config.meshDeadAfter,
@@ -644,8 +631,9 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       })
     : undefined;
   if (mesh) registerMeshMetrics(metrics, mesh);
-  const cloudWatch = config.cloudwatch
-    ? new CloudWatchPublisher({
+  // The AWS SDK clients load only when used: each costs tens of MB of start-up memory per node.
+  const cloudWatch: CloudWatchPublisher | undefined = config.cloudwatch
+    ? new (require('../metrics/cloudwatch') as typeof import('../metrics/cloudwatch')).CloudWatchPublisher({
         dimensions: { AutoScalingGroupName: config.autoScalingGroup as string },
         intervalMs: config.cloudwatchIntervalMs,
         collect: () => metrics.cloudWatchSamples(),
@@ -762,6 +750,24 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     drain,
     close,
   };
+}
+
+function createDiscovery(config: NodeConfig, log: Logger): Discovery {
+  if (config.discovery === 'ec2') {
+    const { Ec2Discovery } = require('../mesh/ec2-discovery') as typeof import('../mesh/ec2-discovery');
+    return new Ec2Discovery({
+      autoScalingGroup: config.autoScalingGroup as string,
+      meshPort: config.meshPort,
+      refreshMs: config.discoveryRefreshMs,
+      log,
+    });
+  }
+  return new StaticDiscovery(
+    config.meshPeers.map((entry) => {
+      const at = entry.indexOf('@');
+      return { id: entry.slice(0, at), meshUrl: entry.slice(at + 1) };
+    }),
+  );
 }
 
 function registerMeshMetrics(metrics: NodeMetrics, mesh: Mesh): void {

@@ -8,13 +8,8 @@ import {
   type Instance,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
-import {
-  Ec2Discovery,
-  type Ec2DiscoveryOptions,
-  MAX_PAGES,
-  type MemberAddress,
-  StaticDiscovery,
-} from '../../supernode/mesh/discovery';
+import { type MemberAddress, StaticDiscovery } from '../../supernode/mesh/discovery';
+import { Ec2Discovery, type Ec2DiscoveryOptions, MAX_PAGES } from '../../supernode/mesh/ec2-discovery';
 
 const ec2 = mockClient(EC2Client);
 
