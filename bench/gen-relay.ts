@@ -41,9 +41,9 @@ const config = readChildConfig<RelayGenConfig>();
 
 let connections = 0;
 
-function connect(path: string, hello: string | undefined): Promise<Socket> {
+function connect(path: string, hello: string | undefined, base = config.url): Promise<Socket> {
   const localAddress = config.localAddresses[connections++ % config.localAddresses.length];
-  const url = new URL(config.url);
+  const url = new URL(base);
   return new Promise((resolve, reject) => {
     openRawSession(
       { host: url.hostname, port: Number(url.port), path, localAddress },
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     const senderUser = `${config.userPrefix}-s${i}`;
     const path = (role: string): string =>
       config.mode === 'supernode' ? SESSION_PATH : `/?pair=${i}&role=${role}`;
-    const receiver = await connect(path('b'), await hello(receiverUser));
+    const receiver = await connect(path('b'), await hello(receiverUser), config.receiverUrl);
     const sender = await connect(path('a'), await hello(senderUser));
     const frame = clientFrame(encodeRelayFrame(FRAME_SEND, 0, 0, receiverUser, payload), OPCODE_BINARY);
     const batch = Buffer.concat(Array.from({ length: half }, () => frame));

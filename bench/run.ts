@@ -1,7 +1,9 @@
 /**
- * `npm run bench [-- --quick] [-- --only idle,setup,relay]`: measures idle sessions and their memory,
- * session set-up rate against raw Ed25519 verification, and relay throughput against a bare `ws`
- * relay, then prints a table and writes bench/results/latest.json. See bench/README.md.
+ * `npm run bench [-- --quick] [-- --only idle,setup,relay,login,mesh,directory]`: idle sessions and
+ * their memory, session set-up rate against raw Ed25519 verification, relay throughput (one node and
+ * across two meshed nodes) against a bare `ws` relay, the login storm against a naive baseline,
+ * mesh lookup latency, and the directory simulation; prints a table and writes
+ * bench/results/latest.json. See bench/README.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,11 +18,12 @@ import {
 import { type BenchKeys, machineFacts, makeBenchKeys } from './lib/env';
 import type { PartResult, Row } from './lib/load';
 import type { GeneratorClient } from './lib/messages';
+import { runDirectoryPart, runLoginPart, runMeshPart } from './parts/extra';
 import { type IdleOptions, runIdle } from './parts/idle';
 import { type RelayOptions, runRelay } from './parts/relay';
 import { runSetup, type SetupOptions } from './parts/setup';
 
-const PARTS = ['idle', 'setup', 'relay'] as const;
+const PARTS = ['idle', 'setup', 'relay', 'login', 'mesh', 'directory'] as const;
 type Part = (typeof PARTS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only idle,setup,relay]
@@ -158,7 +161,10 @@ async function main(): Promise<void> {
       let result: PartResult;
       if (part === 'idle') result = await runIdle(keys, plan.idle);
       else if (part === 'setup') result = await runSetup(keys, plan.setup);
-      else result = await runRelay(keys, plan.relay);
+      else if (part === 'relay') result = await runRelay(keys, plan.relay);
+      else if (part === 'login') result = await runLoginPart(args.quick);
+      else if (part === 'mesh') result = await runMeshPart(args.quick);
+      else result = await runDirectoryPart(args.quick);
       rows.push(...result.rows);
       const elapsed = (Date.now() - partStarted) / 1000;
       const machineAfter = readMachineTicks();

@@ -69,6 +69,8 @@ export interface RelayGenConfig {
   mode: RelayMode;
   /** Base URL: ws://127.0.0.1:port */
   url: string;
+  /** Where receivers connect, when not `url` (cross-node relay: senders on one node, receivers on another). */
+  receiverUrl?: string;
   pairs: number;
   /** Unacknowledged (not yet received) messages each sender may have in flight. */
   window: number;

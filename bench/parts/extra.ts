@@ -1,0 +1,80 @@
+import { formatDirectorySim, runDirectorySimulation } from '../directory-sim';
+import type { PartResult } from '../lib/load';
+import { formatLoginStorm, runLoginStorm } from '../login-storm';
+import { formatMeshLookup, runMeshLookup } from '../mesh-lookup';
+
+const say = (part: string) => (line: string) => process.stderr.write(`[${part}] ${line}\n`);
+
+/** Password-login goodput and shed latency at 10x and 50x measured capacity, against the naive baseline. */
+export async function runLoginPart(quick: boolean): Promise<PartResult> {
+  const result = await runLoginStorm({ quick, log: say('login') });
+  for (const line of formatLoginStorm(result)) say('login')(line);
+  const phase = (mode: string, multiple: number) =>
+    result.phases.find((p) => p.mode === mode && p.multiple === multiple) as (typeof result.phases)[number];
+  const rows = [10, 50].flatMap((multiple) => {
+    const guarded = phase('admission', multiple);
+    const naive = phase('naive', multiple);
+    const target = multiple === 10 ? 0.95 : 0.9;
+    return [
+      {
+        what: `login goodput at ${multiple}x capacity (C ${result.capacityPerSecond.toFixed(2)}/s)`,
+        measured: `${guarded.goodputPerSecond.toFixed(2)}/s`,
+        baseline: `naive ${naive.goodputPerSecond.toFixed(2)}/s`,
+        ratio: `${(guarded.goodputOfCapacity * 100).toFixed(0)}% of C`,
+        target: `>=${target * 100}% of C`,
+        verdict: guarded.goodputOfCapacity >= target ? 'meets' : 'misses',
+      },
+      {
+        what: `  shed p99 / admitted p99 at ${multiple}x`,
+        measured: `${guarded.shedP99Ms.toFixed(1)} ms / ${guarded.admittedP99Ms.toFixed(0)} ms`,
+        baseline: `naive ${naive.timeouts} timeouts`,
+        ratio: `RSS ${guarded.peakRssMiB.toFixed(0)} MiB`,
+        target: 'shed p99 <=10 ms',
+        verdict: guarded.shedP99Ms <= 10 ? 'meets' : 'misses',
+      },
+    ];
+  });
+  return { rows, data: { ...result } };
+}
+
+/** Lookup latency at 10,000 lookups/s on a 3-node mesh. */
+export async function runMeshPart(quick: boolean): Promise<PartResult> {
+  const result = await runMeshLookup({ quick, log: say('mesh') });
+  for (const line of formatMeshLookup(result)) say('mesh')(line);
+  return {
+    rows: [
+      {
+        what: `lookup latency, 3-node mesh, ${result.offeredPerSecond}/s offered`,
+        measured: `p99 ${result.p99Ms.toFixed(2)} ms`,
+        baseline: `p50 ${result.p50Ms.toFixed(2)} ms`,
+        ratio: `${(result.successRate * 100).toFixed(2)}% found`,
+        target: 'p99 <=5 ms',
+        verdict: result.p99Ms <= 5 ? 'meets' : 'misses',
+      },
+    ],
+    data: { ...result },
+  };
+}
+
+/** The rendezvous directory simulated in-process at 100 nodes and 1,000,000 users. */
+export async function runDirectoryPart(quick: boolean): Promise<PartResult> {
+  const options = quick
+    ? { nodes: 100, users: 100_000, replicas: 2 }
+    : { nodes: 100, users: 1_000_000, replicas: 2 };
+  const result = runDirectorySimulation(options);
+  for (const line of formatDirectorySim(result, 'npm run bench -- --only directory').split('\n'))
+    say('directory')(line);
+  return {
+    rows: [
+      {
+        what: `directory sim, ${options.nodes} nodes, ${options.users} users`,
+        measured: `${result.register.mean.toFixed(2)} msgs/register`,
+        baseline: `R = ${options.replicas}`,
+        ratio: `join moves ${((result.join.recordsMoved / result.records) * 100).toFixed(2)}% of records`,
+        target: 'O(R)',
+        verdict: result.register.mean <= options.replicas ? 'meets' : 'misses',
+      },
+    ],
+    data: { ...result },
+  };
+}
