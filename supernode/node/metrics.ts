@@ -103,25 +103,8 @@ export class NodeMetrics {
     const stats = this.stats;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    const counter = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
+    const gauge = (name: string, help: string, read: () => number) => this.gauge(name, help, read);
+    const counter = (name: string, help: string, read: () => number) => this.counter(name, help, read);
     const labelled = (name: string, help: string, label: string, read: () => Map<string, number>) =>
       new Counter({
         name,
@@ -175,6 +158,31 @@ export class NodeMetrics {
         this.set({ quantile: '0.5' }, delay.p50);
         this.set({ quantile: '0.99' }, delay.p99);
         this.set({ quantile: 'max' }, delay.max);
+      },
+    });
+  }
+
+  /** A gauge read at scrape time from a live figure. */
+  gauge(name: string, help: string, read: () => number): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
+  /** A counter read at scrape time from a plain number the hot path increments. */
+  counter(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
       },
     });
   }

@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import { Counter, Gauge } from 'prom-client';
 import type { RawData, WebSocket } from 'ws';
 import { checkNodeConfig, type NodeConfig, nodeOptionTable } from '../config/node-options';
 import { resolveOptions } from '../config/options';
@@ -771,26 +770,8 @@ function createDiscovery(config: NodeConfig, log: Logger): Discovery {
 }
 
 function registerMeshMetrics(metrics: NodeMetrics, mesh: Mesh): void {
-  const registers = [metrics.registry];
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read());
-      },
-    });
-  const counter = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
+  const gauge = metrics.gauge.bind(metrics);
+  const counter = metrics.counter.bind(metrics);
   gauge('supernode_mesh_members', 'Live mesh members, this node included', () => mesh.members().length);
   gauge('supernode_directory_records', 'Presence records this node holds as an owner', () =>
     mesh.directorySize(),
