@@ -66,11 +66,9 @@ export interface MeshStats {
   forwardedBusy: number;
   received: number;
   refusedPeers: number;
-  lookupMs: number[];
 }
 
 const FRAME_FORWARD = 0x03;
-const MAX_LOOKUP_SAMPLES = 10_000;
 /** How long a user's home is reused for relays before the directory is asked again. */
 const ROUTE_TTL_MS = 5000;
 const MAX_ROUTES = 100_000;
@@ -121,7 +119,6 @@ export class Mesh {
     forwardedBusy: 0,
     received: 0,
     refusedPeers: 0,
-    lookupMs: [],
   };
 
   constructor(private readonly options: MeshOptions) {
@@ -385,7 +382,6 @@ export class Mesh {
   }
 
   async lookup(user: string): Promise<LookupAnswer> {
-    const started = performance.now();
     const local = this.options.local.presenceOf(user);
     let records: DirectoryRecord[] | undefined;
     const candidates = owners(user, this.live, this.options.replicas);
@@ -395,8 +391,6 @@ export class Mesh {
       if (records) break;
       if (index + 1 < candidates.length) this.stats.lookupFallbacks++;
     }
-    const samples = this.stats.lookupMs;
-    if (samples.length < MAX_LOOKUP_SAMPLES) samples.push(performance.now() - started);
     const merged = (records ?? []).filter((r) => r.home !== this.options.selfId);
     if (local) {
       merged.push({

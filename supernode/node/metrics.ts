@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricSample } from '../metrics/cloudwatch';
 
 /** Reasons a new session is refused; also the `reason` label of supernode_refusals_total. */
@@ -98,6 +98,13 @@ export class NodeMetrics {
   readonly stats = new NodeStats();
   private readonly eventLoop = new EventLoopDelayWindow(10_000);
   private lastCloudWatch = { registrations: 0, relayed: 0, refusals: 0 };
+  /** Time to answer a lookup through the mesh directory (owner round trip included). */
+  readonly lookupSeconds = new Histogram({
+    name: 'supernode_mesh_lookup_seconds',
+    help: 'Lookups answered through the mesh directory, by time taken',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
 
   constructor(private readonly gauges: NodeGauges) {
     const stats = this.stats;

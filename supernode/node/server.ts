@@ -426,8 +426,10 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         stats.lookups++;
         if (mesh) {
           const { id, user } = message;
+          const started = performance.now();
           mesh.lookup(user).then(
             (answer) => {
+              metrics.lookupSeconds.observe((performance.now() - started) / 1000);
               if (answer.online) stats.lookupsOnline++;
               send(session, { type: 'lookup_result', id, user, ...answer });
             },

@@ -74,6 +74,9 @@ describe('a mesh of real node processes', () => {
     const missing = await clients[0].sendWithAck('nobody', Buffer.from('x')).catch((e: unknown) => e);
     expect(missing).toMatchObject({ code: 'unknown_recipient' });
     expect(await metric(fleet[0], 'supernode_mesh_forwarded_total')).toBeGreaterThanOrEqual(51);
+    expect(await metric(fleet[0], 'supernode_mesh_lookup_seconds_count')).toBeGreaterThanOrEqual(
+      users.length,
+    );
   });
 
   it('a killed node: its users vanish from lookups, then return when their clients reconnect elsewhere', async () => {
