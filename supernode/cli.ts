@@ -5,6 +5,7 @@ import { nodeOptionTable } from './config/node-options';
 import { ConfigError, helpText, parseOptions } from './config/options';
 import { runLocalTier } from './local/tier';
 import { buildSupernode } from './node/server';
+import { runSoak } from './soak';
 
 const USAGE = `Usage: supernode <command> [options]
 
@@ -13,6 +14,7 @@ Commands:
   auth        Run the auth service (accounts, login, refresh, keys, revocations)
   local       Run the local tier: store, auth service and three supernodes
   client      Sign up, log in and connect as a user (try the tier by hand)
+  soak        Release gate: exit 0 only after /readyz stays ready for the soak period
 
 Run "supernode <command> --help" for the options of a command.`;
 
@@ -23,6 +25,7 @@ const commands: Record<string, Command> = {
   auth: runAuth,
   local: runLocalTier,
   client: runClient,
+  soak: runSoak,
 };
 
 async function runAuth(argv: string[]): Promise<void> {
@@ -65,6 +68,13 @@ async function runNode(argv: string[]): Promise<void> {
   const config = parseOptions(nodeOptionTable, argv);
   const node = buildSupernode({ ...config, onDrained: () => process.exit(0) });
   await listenOrExplain(() => node.listen());
+  if (config.faultCrashAfterMs > 0) {
+    // Fault injection for drills and the release gate's own test: a build that dies some time after start.
+    setTimeout(() => {
+      node.app.log.fatal({ afterMs: config.faultCrashAfterMs }, 'fault injection: crashing');
+      process.exit(70);
+    }, config.faultCrashAfterMs).unref();
+  }
   let signals = 0;
   const onSignal = (signal: string): void => {
     signals++;

@@ -1,3 +1,4 @@
+import { soakOptionTable } from '../soak';
 import { authOptionTable } from './auth-options';
 import { nodeOptionTable } from './node-options';
 import { allowedOf, defaultText, flagOf, type OptionTable } from './options';
@@ -36,6 +37,7 @@ export function configurationMarkdown(): string {
     '`--lockout-base-sec`. With `--aws-dynamodb` the SDK reads `AWS_REGION`, credentials and',
     '`AWS_ENDPOINT_URL_DYNAMODB` from the environment.',
     '',
+    ...section('Release gate', 'supernode soak [options]', soakOptionTable),
   ].join('\n');
 }
 

@@ -324,6 +324,14 @@ export const nodeOptionTable = {
     max: 10_000,
     help: 'Time an owner has to answer a lookup before the next owner is asked.',
   },
+  faultCrashAfterMs: {
+    kind: 'int',
+    env: 'SUPERNODE_FAULT_CRASH_AFTER_MS',
+    default: 0,
+    min: 0,
+    max: 86_400_000,
+    help: 'Fault injection for drills and tests only: exit with code 70 this long after start (0: never).',
+  },
   logLevel: {
     kind: 'enum',
     env: 'SUPERNODE_LOG_LEVEL',
