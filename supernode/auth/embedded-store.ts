@@ -2,7 +2,6 @@ import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import dynalite from 'dynalite';
 
 /** A DynamoDB-compatible server on a local LevelDB directory (the store used outside AWS). */
 export interface EmbeddedDynamo {
@@ -28,6 +27,8 @@ export async function startEmbeddedDynamo(options: {
   await takeLock(lockPath, dir);
 
   // Tables become ACTIVE at once: start-up need not wait out dynalite's default 500 ms.
+  // Loaded here, not at the top: the AWS bundle leaves dynalite (a native LevelDB module) out.
+  const dynalite = require('dynalite') as typeof import('dynalite');
   const server = dynalite({ path: dir, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   try {
     await listen(server, options.port ?? 0, host);

@@ -207,9 +207,9 @@ export class Mesh {
     const failed = () => {
       peer.dialing = false;
       peer.failures++;
-      // Backoff with jitter, so a restarted fleet does not redial in lockstep.
-      peer.retryAt =
-        Date.now() + Math.min(30_000, 250 * 2 ** Math.min(peer.failures, 7)) * (0.5 + Math.random());
+      // Backoff with jitter, so a restarted fleet does not redial in lockstep; capped low because
+      // discovery lists a new instance before its node listens, and it should join within seconds.
+      peer.retryAt = Date.now() + 250 * 2 ** Math.min(peer.failures, 4) * (0.5 + Math.random());
     };
     socket.once('close', () => {
       if (peer.dialing) failed();

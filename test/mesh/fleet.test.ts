@@ -130,7 +130,7 @@ describe('a mesh of real node processes', () => {
     await startFleetNode(fleet[3], { jwksFile: keys.jwksFile, secret: SECRET, peers: fleet });
     await eventually(
       async () => (await metric(fleet[3], 'supernode_mesh_members')) === 4,
-      5000,
+      10_000, // the others redial the absent node with backoff: at most 6 s between attempts
       'four members',
     );
     await eventually(

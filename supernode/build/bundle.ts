@@ -1,0 +1,35 @@
+import { build } from 'esbuild';
+
+/**
+ * The runtime as one CommonJS file for EC2: every dependency inlined, nothing to install on the
+ * instance but Node. dynalite (native LevelDB, the local embedded store) stays out: in AWS the auth
+ * service talks to DynamoDB.
+ */
+export async function bundle(outfile: string): Promise<void> {
+  await build({
+    entryPoints: [`${__dirname}/../cli.ts`],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    minify: false,
+    sourcemap: false,
+    legalComments: 'none',
+    external: ['dynalite'],
+    logLevel: 'warning',
+    // The CLI starts only when run as the entry point; keep that check true in the bundle.
+    banner: { js: '#!/usr/bin/env node' },
+  });
+}
+
+if (require.main === module) {
+  const outfile = process.argv[2] ?? 'dist/supernode.cjs';
+  bundle(outfile).then(
+    () => console.log(`bundle: ${outfile}`),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

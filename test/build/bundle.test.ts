@@ -1,0 +1,62 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bundle } from '../../supernode/build/bundle';
+import { SupernodeSession } from '../../supernode/client/session';
+import { freePorts } from '../../supernode/local/fleet';
+import { makeTestKeys, type TestKeys } from '../helpers/node';
+
+let dir: string;
+let keys: TestKeys;
+let outfile: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bundle-test-'));
+  keys = await makeTestKeys();
+  outfile = join(dir, 'supernode.cjs');
+  await bundle(outfile);
+}, 60_000);
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  await keys.cleanup();
+});
+
+test('the one-file bundle runs the CLI with nothing else installed next to it', () => {
+  // Run from the temporary directory, so nothing resolves from the repository's node_modules.
+  const help = spawnSync(process.execPath, [outfile, 'node', '--help'], { cwd: dir, encoding: 'utf8' });
+  expect(help.status).toBe(0);
+  expect(help.stdout).toContain('--mesh-secret');
+});
+
+test('a node started from the bundle serves sessions', async () => {
+  const [port] = await freePorts(1);
+  const child = spawn(
+    process.execPath,
+    [outfile, 'node', '--port', String(port), '--no-stun', '--jwks-file', keys.jwksFile],
+    {
+      cwd: dir,
+      stdio: 'ignore',
+      env: { ...process.env, NODE_PATH: '', SUPERNODE_LOG_LEVEL: 'error' },
+    },
+  );
+  try {
+    let ready = false;
+    for (let i = 0; i < 100 && !ready; i++) {
+      ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (!ready) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(ready).toBe(true);
+    const session = await SupernodeSession.connect({
+      url: `ws://127.0.0.1:${port}`,
+      token: await keys.mint('alice'),
+    });
+    expect(session.user).toBe('alice');
+    await session.close();
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
