@@ -15,9 +15,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePorts, waitReady } from '../supernode/local/fleet';
 
 const CLI = resolve(__dirname, '../supernode/bin/supernode.cjs');
 const CLIENT_TIMEOUT_MS = 10_000;
@@ -55,19 +55,8 @@ interface AuthProcess {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-    server.on('error', reject);
-  });
-}
-
 async function startAuth(dataDir: string, admission: boolean): Promise<AuthProcess> {
-  const port = await freePort();
+  const [port] = await freePorts(1);
   const child = spawn(process.execPath, [CLI, 'auth'], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: {
@@ -82,16 +71,7 @@ async function startAuth(dataDir: string, admission: boolean): Promise<AuthProce
     },
   });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`auth service exited with ${child.exitCode}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (i > 300) throw new Error('auth service did not start within 30 s');
-    await sleep(100);
-  }
+  await waitReady(url, 30_000, child);
   let peak = 0;
   const sampler = setInterval(() => {
     peak = Math.max(peak, rssOf(child.pid as number));

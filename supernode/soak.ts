@@ -1,4 +1,4 @@
-import { helpText, parseOptions } from './config/options';
+import { helpText, parseOptions, patterns } from './config/options';
 
 /**
  * The release gate: a new instance signals success to CloudFormation only after its /readyz has
@@ -10,7 +10,7 @@ export const soakOptionTable = {
     kind: 'string',
     env: 'SOAK_URL',
     default: 'http://127.0.0.1:7001/readyz',
-    pattern: { regex: /^https?:\/\/\S{1,2000}$/, description: 'an http:// or https:// URL' },
+    pattern: patterns.httpUrl,
     help: 'Readiness URL to watch.',
   },
   soakSec: {

@@ -1,6 +1,6 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { JWK } from 'jose';
+import { writeAtomically } from '../files';
 import type { Logger } from '../log';
 import { generateSigningKey, type SigningKey } from './signing';
 
@@ -150,13 +150,4 @@ export class KeyRing {
     this.jwksText = text;
     if (this.options.jwksFile) await writeAtomically(this.options.jwksFile, `${text}\n`, 0o644);
   }
-}
-
-/** Readers never see a half-written file: write a sibling, then rename over. */
-export async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, text, { mode });
-  await chmod(temporary, mode);
-  await rename(temporary, path);
 }

@@ -13,10 +13,11 @@ import Fastify, {
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type AuthConfig, authOptionTable, checkAuthConfig } from '../config/auth-options';
 import { resolveOptions } from '../config/options';
+import { isLoopback, writeAtomically } from '../files';
 import { createLogger, type Logger } from '../log';
 import { DeadlineExceededError, HashPool } from './admission';
 import { type EmbeddedDynamo, startEmbeddedDynamo } from './embedded-store';
-import { FileKeyRingStorage, KeyRing, type KeyRingStorage, writeAtomically } from './key-ring';
+import { FileKeyRingStorage, KeyRing, type KeyRingStorage } from './key-ring';
 import { KeyedLimiter } from './keyed-limiter';
 import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from './passwords';
 import { signAccessToken } from './signing';
@@ -580,11 +581,30 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     },
   );
 
-  async function publishRevocations(): Promise<void> {
+  // Each rebuild scans the store, so callers share rebuilds: one runs, at most one more waits and
+  // covers every revocation written meanwhile (a burst of refresh-token reuse costs two scans, not N).
+  let running: Promise<void> | undefined;
+  let queued: Promise<void> | undefined;
+  const rebuild = async (): Promise<void> => {
     const entries = (await store.listRevocations(Date.now())).map(({ kind, id, at }) => ({ kind, id, at }));
     const text = JSON.stringify({ generatedAt: Date.now(), entries });
     revocationsText = text;
     await writeAtomically(files.revocations, `${text}\n`, 0o644);
+  };
+  function publishRevocations(): Promise<void> {
+    if (!running) {
+      running = rebuild().finally(() => {
+        running = undefined;
+      });
+      return running;
+    }
+    queued ??= running
+      .catch(() => {})
+      .then(() => {
+        queued = undefined;
+        return publishRevocations();
+      });
+    return queued;
   }
   await publishRevocations();
   const revocationTimer = setInterval(() => {
@@ -647,6 +667,5 @@ function isAdmin(request: FastifyRequest, adminToken: string | undefined): boole
       createHash('sha256').update(header).digest().equals(createHash('sha256').update(expected).digest())
     );
   }
-  const address = request.socket.remoteAddress ?? '';
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+  return isLoopback(request.socket.remoteAddress);
 }

@@ -1,8 +1,6 @@
-import { ConfigError, type OptionTable, type OptionValues } from './options';
+import { ConfigError, type OptionTable, type OptionValues, patterns } from './options';
 
-const HOST = { regex: /^[A-Za-z0-9.:-]{1,253}$/, description: 'a hostname or IP address' };
-const HTTP_URL = { regex: /^https?:\/\/\S{1,2000}$/, description: 'an http:// or https:// URL' };
-const PATH = { regex: /^\S.{0,1023}$/, description: 'a file path' };
+const { host: HOST, httpUrl: HTTP_URL, path: PATH } = patterns;
 const NAME = { regex: /^[A-Za-z0-9_.-]{3,255}$/, description: '3-255 characters of A-Z a-z 0-9 _ . -' };
 
 /** Every option of `supernode auth`; docs/configuration.md is generated from this table. */

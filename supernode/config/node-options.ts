@@ -1,10 +1,8 @@
-import { ConfigError, type OptionTable, type OptionValues } from './options';
+import { ConfigError, type OptionTable, type OptionValues, patterns } from './options';
 
-const HOST = { regex: /^[A-Za-z0-9.:-]{1,253}$/, description: 'a hostname or IP address' };
+const { host: HOST, httpUrl: HTTP_URL, path: PATH } = patterns;
 const NODE_ID = { regex: /^[A-Za-z0-9._:-]{1,64}$/, description: '1-64 characters of A-Z a-z 0-9 . _ : -' };
 const WS_URL = { regex: /^wss?:\/\/[^\s,]{1,250}$/, description: 'a ws:// or wss:// URL' };
-const HTTP_URL = { regex: /^https?:\/\/\S{1,2000}$/, description: 'an http:// or https:// URL' };
-const PATH = { regex: /^\S.{0,1023}$/, description: 'a file path' };
 
 /** Every option of `supernode node`; docs/configuration.md is generated from this table. */
 export const nodeOptionTable = {

@@ -197,3 +197,10 @@ export function resolveOptions<T extends OptionTable>(
   }
   return out as OptionValues<T>;
 }
+
+/** Value shapes several commands share. */
+export const patterns = {
+  host: { regex: /^[A-Za-z0-9.:-]{1,253}$/, description: 'a hostname or IP address' },
+  httpUrl: { regex: /^https?:\/\/\S{1,2000}$/, description: 'an http:// or https:// URL' },
+  path: { regex: /^\S.{0,1023}$/, description: 'a file path' },
+};

@@ -75,17 +75,24 @@ export async function startFleetNode(node: FleetNode, options: StartOptions): Pr
     },
   });
   node.child = child;
-  const deadline = Date.now() + 20_000;
+  await waitReady(`http://127.0.0.1:${node.port}`, 20_000, child);
+  return node;
+}
+
+/** Polls `<baseUrl>/readyz` until it answers 200; fails early if `child` exits meanwhile. */
+export async function waitReady(baseUrl: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${node.id} exited with ${child.exitCode}`);
+    if (child && child.exitCode !== null)
+      throw new Error(`${baseUrl}: process exited with ${child.exitCode}`);
     try {
-      if ((await fetch(`http://127.0.0.1:${node.port}/readyz`)).ok) return node;
+      if ((await fetch(`${baseUrl}/readyz`)).ok) return;
     } catch {
-      // not up yet
+      // not listening yet
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${node.id} not ready in 20 s`);
+  throw new Error(`${baseUrl} not ready within ${timeoutMs / 1000} s`);
 }
 
 export async function metric(node: FleetNode, name: string): Promise<number> {

@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeAtomically } from '../auth/key-ring';
 import { helpText, parseOptions } from '../config/options';
+import { writeAtomically } from '../files';
+import { waitReady } from './fleet';
 
 const tierOptions = {
   host: {
@@ -109,7 +110,7 @@ export async function runLocalTier(argv: string[]): Promise<void> {
     AUTH_DATA_DIR: options.dataDir,
     AUTH_LOG_LEVEL: options.logLevel,
   });
-  await waitReady(authUrl);
+  await waitReady(authUrl, 30_000);
   urls.forEach((url, i) => {
     start(`node-${i + 1}`, 'node', {
       SUPERNODE_HOST: options.host,
@@ -152,7 +153,7 @@ export async function runLocalTier(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  await Promise.all(urls.map((url) => waitReady(url.replace(/^ws/, 'http'))));
+  await Promise.all(urls.map((url) => waitReady(url.replace(/^ws/, 'http'), 30_000)));
   const cli = 'npx supernode client';
   console.log(
     [
@@ -187,17 +188,4 @@ async function loadOrCreateSecret(path: string): Promise<string> {
     await writeAtomically(path, secret, 0o600);
     return secret;
   }
-}
-
-async function waitReady(baseUrl: string): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    try {
-      const response = await fetch(`${baseUrl}/readyz`);
-      if (response.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${baseUrl} did not become ready within 30 s`);
 }

@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { RawData, WebSocket } from 'ws';
 import { checkNodeConfig, type NodeConfig, nodeOptionTable } from '../config/node-options';
 import { resolveOptions } from '../config/options';
+import { isLoopback } from '../files';
 import { createLogger, type Logger } from '../log';
 import { type Discovery, StaticDiscovery } from '../mesh/discovery';
 import { type LocalNode, Mesh } from '../mesh/mesh';
@@ -803,11 +804,5 @@ function registerMeshMetrics(metrics: NodeMetrics, mesh: Mesh): void {
     'supernode_mesh_lookup_fallbacks_total',
     'Lookups that asked the next owner',
     () => mesh.stats.lookupFallbacks,
-  );
-}
-
-function isLoopback(address: string | undefined): boolean {
-  return (
-    address === '::1' || address?.startsWith('127.') === true || address?.startsWith('::ffff:127.') === true
   );
 }

@@ -29,6 +29,7 @@ function startTier(): Promise<ChildProcess> {
       AUTH_SCRYPT_N: '1024',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
   });
   return new Promise((resolve, reject) => {
     let output = '';
@@ -51,7 +52,8 @@ beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'local-tier-'));
 });
 afterAll(async () => {
-  tier?.kill('SIGKILL');
+  // The tier is a process group (auth and nodes are its children): end all of it, even mid-test.
+  if (tier?.pid && tier.exitCode === null) process.kill(-tier.pid, 'SIGKILL');
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -81,7 +83,8 @@ test('npm start runs the store, auth and three supernodes; Ctrl-C stops it; a re
   for (let i = 0; i < 60 && !(await alice.lookup('bob')).online; i++)
     await new Promise((r) => setTimeout(r, 50));
   expect(await alice.lookup('bob')).toMatchObject({ online: true, node: nodeUrls[0] });
-  await alice.send('bob', Buffer.from('hello bob'));
+  // With an ack, a refused relay fails the test at once instead of leaving it waiting for bob.
+  expect((await alice.sendWithAck('bob', Buffer.from('hello bob'))).delivered).toBe(1);
   expect(await received).toBe('hello bob');
   expect((await stunBinding('127.0.0.1', STUN_PORT)).address).toBe('127.0.0.1');
   await Promise.all([alice.close(), bob.close()]);
