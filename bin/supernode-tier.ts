@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-import { App } from 'aws-cdk-lib';
-import { SupernodeTierStack } from '../lib/supernode-tier-stack';
+import { buildTierApp } from '../lib/app';
+import { TierConfigError } from '../lib/config';
 
-// Environment-agnostic on purpose: `cdk synth` must work offline, with no credentials or lookups.
-const app = new App();
-new SupernodeTierStack(app, 'SupernodeTier', {
-  description: 'Supernode Tier: always-on supernode fleet and storm-proof auth service',
-});
+// Settings come from cdk.json's context or `-c key=value` (docs/deploy.md). A bad value stops here,
+// before synthesis, with one line that names it.
+try {
+  buildTierApp({ nag: true });
+} catch (err) {
+  if (!(err instanceof TierConfigError)) throw err;
+  console.error(`supernode-tier: ${err.message}`);
+  process.exit(1);
+}

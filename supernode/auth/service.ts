@@ -15,17 +15,20 @@ import { type AuthConfig, authOptionTable, checkAuthConfig } from '../config/aut
 import { resolveOptions } from '../config/options';
 import { isLoopback, writeAtomically } from '../files';
 import { createLogger, type Logger } from '../log';
+import type { CloudWatchPublisher, MetricSample } from '../metrics/cloudwatch';
 import { DeadlineExceededError, HashPool } from './admission';
 import { type EmbeddedDynamo, startEmbeddedDynamo } from './embedded-store';
 import { FileKeyRingStorage, KeyRing, type KeyRingStorage } from './key-ring';
 import { KeyedLimiter } from './keyed-limiter';
 import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from './passwords';
+import type { S3Publisher } from './publisher';
+import type { SecretsManagerKeyRingStorage } from './secrets-key-ring';
 import { signAccessToken } from './signing';
 import { type Account, AccountStore, createDynamoClients, ensureTable, type Revocation } from './store';
 
 export interface AuthServiceOptions extends Partial<AuthConfig> {
   logger?: Logger;
-  /** Where signing keys live; defaults to a file under `dataDir` (AWS passes Secrets Manager). */
+  /** Where signing keys live; defaults to `keyRingSecret` if set, else a file under `dataDir`. */
   keyStorage?: KeyRingStorage;
 }
 
@@ -37,6 +40,10 @@ export interface AuthService {
   readonly store: AccountStore;
   /** Files that supernodes can read while this service is down. */
   readonly files: { jwks: string; revocations: string };
+  /** Copies those files to S3 (with `publishBucket`). */
+  readonly publisher?: S3Publisher;
+  /** Sends login figures to CloudWatch (with `cloudwatch`); started by listen(). */
+  readonly cloudWatch?: CloudWatchPublisher;
   listen(): Promise<{ port: number; url: string }>;
   /** Rebuilds the published revocation list from the store now (also runs on a timer). */
   publishRevocations(): Promise<void>;
@@ -98,18 +105,35 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     endpoint = embedded.endpoint;
   }
   const { client, doc } = createDynamoClients({ endpoint, region: config.region });
+  // The AWS SDK clients below load only when used: each costs tens of MB of start-up memory.
+  const publisher: S3Publisher | undefined = config.publishBucket
+    ? new (require('./publisher') as typeof import('./publisher')).S3Publisher({
+        bucket: config.publishBucket,
+        prefix: config.publishPrefix,
+        region: config.region,
+        log,
+      })
+    : undefined;
+  const secretStorage: SecretsManagerKeyRingStorage | undefined =
+    !keyStorage && config.keyRingSecret
+      ? new (
+          require('./secrets-key-ring') as typeof import('./secrets-key-ring')
+        ).SecretsManagerKeyRingStorage({ secretId: config.keyRingSecret, region: config.region })
+      : undefined;
   // In AWS the table belongs to the stack; locally it is created on first start.
   if (endpoint) await ensureTable(client, config.table);
   const store = new AccountStore(doc, config.table, { logger: log });
 
   const accessTtlMs = config.accessTtlSec * 1000;
   const keys = new KeyRing({
-    storage: keyStorage ?? new FileKeyRingStorage(join(authDir, 'signing-keys.json')),
+    storage: keyStorage ?? secretStorage ?? new FileKeyRingStorage(join(authDir, 'signing-keys.json')),
     rotationMs: config.keyRotationSec * 1000,
     publishLeadMs: config.keyPublishLeadSec * 1000,
     // Tokens a retiring key signed live at most one access lifetime, plus supernodes' clock tolerance.
     retainMs: accessTtlMs + 60_000,
     jwksFile: files.jwks,
+    // Same freshness as the HTTP route.
+    onJwks: publisher && ((text) => publisher.publish('jwks.json', `${text}\n`, 'public, max-age=60')),
     log,
   });
   await keys.start();
@@ -131,6 +155,15 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
   const accountLogins = new KeyedLimiter(config.accountLoginsPerMinute, config.accountLoginsPerMinute);
   // Failed-login counts of usernames with no account, so they lock exactly like real ones.
   const phantomFailures = new Map<string, { failures: number; lockedUntil: number }>();
+  // Running totals for CloudWatch, which gets what each tick added (docs/auth.md#cloudwatch).
+  const totals = { admitted: 0, shed: 0, succeeded: 0, refreshes: 0 };
+  /** Password-class work counted as admitted once it holds a hash slot. */
+  const counted =
+    <T>(job: () => Promise<T>) =>
+    (): Promise<T> => {
+      totals.admitted++;
+      return job();
+    };
 
   // Metrics: what the pool is doing, measured at the pool (an event-loop check cannot see libuv's threads).
   const registry = new Registry();
@@ -276,27 +309,31 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     const ipWait = ipLogins.take(request.ip, now);
     if (ipWait > 0) {
       shed.inc({ class: 'login', reason: 'ip_rate' });
+      totals.shed++;
       requests.inc({ route, outcome: 'ip_rate' });
       return fail(reply, 429, 'too_many_requests', 'too many attempts from this address', jitter(ipWait));
     }
     const accountWait = accountLogins.take(username, now);
     if (accountWait > 0) {
       shed.inc({ class: 'login', reason: 'account_rate' });
+      totals.shed++;
       requests.inc({ route, outcome: 'account_rate' });
       return fail(reply, 429, 'too_many_attempts', 'too many attempts for this account', jitter(accountWait));
     }
     const reservation = pool.reserve();
     if (!reservation.admitted) {
       shed.inc({ class: 'login', reason: reservation.reason });
+      totals.shed++;
       requests.inc({ route, outcome: 'shed' });
       return fail(reply, 503, 'overloaded', 'login capacity is full; retry later', reservation.retryAfterMs);
     }
     const ticket = reservation.ticket;
     try {
-      return await work((job) => ticket.run(job));
+      return await work((job) => ticket.run(counted(job)));
     } catch (err) {
       if (err instanceof DeadlineExceededError) {
         shed.inc({ class: 'login', reason: 'deadline' });
+        totals.shed++;
         requests.inc({ route, outcome: 'deadline' });
         return fail(reply, 503, 'overloaded', 'login capacity is full; retry later', err.retryAfterMs);
       }
@@ -316,7 +353,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     work: (run: <T>(job: () => Promise<T>) => Promise<T>) => Promise<object>,
   ): Promise<object> => {
     try {
-      return await work((job) => job());
+      return await work((job) => counted(job)());
     } catch (err) {
       request.log.error({ err: describe(err), route }, 'login work failed');
       return fail(reply, 503, 'store_unavailable', 'account store unavailable', jitter(1000));
@@ -467,6 +504,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
         // Same password, stronger hash: keep passwordChangedAt so existing refresh tokens stay valid.
         if (upgradedHash) await store.setPassword(username, upgradedHash, account.passwordChangedAt);
         requests.inc({ route: 'login', outcome: 'ok' });
+        totals.succeeded++;
         return issueTokens(username, randomBytes(12).toString('base64url'));
       }),
   );
@@ -543,6 +581,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
           ttlSec: config.accessTtlSec,
         });
         requests.inc({ route: 'refresh', outcome: 'ok' });
+        totals.refreshes++;
         return {
           tokenType: 'Bearer',
           accessToken,
@@ -590,6 +629,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     const text = JSON.stringify({ generatedAt: Date.now(), entries });
     revocationsText = text;
     await writeAtomically(files.revocations, `${text}\n`, 0o644);
+    publisher?.publish('revocations.json', `${text}\n`, 'public, max-age=5');
   };
   function publishRevocations(): Promise<void> {
     if (!running) {
@@ -614,6 +654,29 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
   }, config.revocationRefreshMs);
   revocationTimer.unref();
 
+  let reported = { ...totals };
+  const cloudWatchSamples = (): MetricSample[] => {
+    const before = reported;
+    reported = { ...totals };
+    const added = (key: keyof typeof totals) => reported[key] - before[key];
+    return [
+      { name: 'LoginsAdmitted', value: added('admitted'), unit: 'Count' },
+      { name: 'LoginsShed', value: added('shed'), unit: 'Count' },
+      { name: 'LoginsSucceeded', value: added('succeeded'), unit: 'Count' },
+      { name: 'TokenRefreshes', value: added('refreshes'), unit: 'Count' },
+      { name: 'HashQueueDepth', value: pool.stats.queued, unit: 'Count' },
+    ];
+  };
+  const cloudWatch: CloudWatchPublisher | undefined = config.cloudwatch
+    ? new (require('../metrics/cloudwatch') as typeof import('../metrics/cloudwatch')).CloudWatchPublisher({
+        dimensions: { AutoScalingGroupName: config.autoScalingGroup as string },
+        intervalMs: config.cloudwatchIntervalMs,
+        collect: cloudWatchSamples,
+        region: config.region,
+        log,
+      })
+    : undefined;
+
   let closed = false;
   return {
     app,
@@ -622,6 +685,8 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     keys,
     store,
     files,
+    publisher,
+    cloudWatch,
     publishRevocations,
     async listen() {
       await app.listen({ host: config.host, port: config.port });
@@ -631,6 +696,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
         { port, kid: keys.signingKey().kid, store: embedded ? 'embedded' : 'dynamodb' },
         'auth service listening',
       );
+      cloudWatch?.start();
       return { port, url: `http://${config.host}:${port}` };
     },
     async close() {
@@ -639,7 +705,10 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
       clearInterval(revocationTimer);
       keys.stop();
       await app.close();
+      // A last data point or object copy in flight may finish (each bounded by its timeout); no retries.
+      await Promise.allSettled([cloudWatch?.stop(), publisher?.stop()]);
       client.destroy();
+      secretStorage?.close();
       await embedded?.close();
     },
   };

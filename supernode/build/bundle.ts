@@ -1,12 +1,12 @@
-import { build } from 'esbuild';
+import { type BuildOptions, build, buildSync } from 'esbuild';
 
 /**
  * The runtime as one CommonJS file for EC2: every dependency inlined, nothing to install on the
  * instance but Node. dynalite (native LevelDB, the local embedded store) stays out: in AWS the auth
  * service talks to DynamoDB.
  */
-export async function bundle(outfile: string): Promise<void> {
-  await build({
+function options(outfile: string): BuildOptions {
+  return {
     entryPoints: [`${__dirname}/../cli.ts`],
     outfile,
     bundle: true,
@@ -20,7 +20,16 @@ export async function bundle(outfile: string): Promise<void> {
     logLevel: 'warning',
     // The CLI starts only when run as the entry point; keep that check true in the bundle.
     banner: { js: '#!/usr/bin/env node' },
-  });
+  };
+}
+
+export async function bundle(outfile: string): Promise<void> {
+  await build(options(outfile));
+}
+
+/** The same bundle, synchronously: CDK's local bundling hook cannot wait on a promise. */
+export function bundleSync(outfile: string): void {
+  buildSync(options(outfile));
 }
 
 if (require.main === module) {

@@ -50,7 +50,7 @@ export const authOptionTable = {
     kind: 'string',
     env: 'AWS_REGION',
     pattern: { regex: /^[a-z0-9-]{2,32}$/, description: 'an AWS region name' },
-    help: 'AWS region for DynamoDB.',
+    help: 'AWS region for DynamoDB, Secrets Manager, S3 and CloudWatch.',
   },
   issuer: {
     kind: 'string',
@@ -97,6 +97,15 @@ export const authOptionTable = {
     min: 0,
     max: 86_400,
     help: "How long a new key is published before it signs; keep above the supernodes' key refresh period.",
+  },
+  keyRingSecret: {
+    kind: 'string',
+    env: 'AUTH_KEY_RING_SECRET',
+    pattern: {
+      regex: /^(arn:[\w-]+:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/,
+      description: 'a Secrets Manager secret ARN or name',
+    },
+    help: 'Secrets Manager secret holding the signing keys, shared by every instance (AWS_ENDPOINT_URL_SECRETS_MANAGER honoured). Without it they live in a file under --data-dir.',
   },
   scryptN: {
     kind: 'int',
@@ -214,6 +223,44 @@ export const authOptionTable = {
     default: true,
     help: 'Hash pool, shedding and rate limits. Turn off only to measure the naive baseline in the login-storm benchmark.',
   },
+  publishBucket: {
+    kind: 'string',
+    env: 'AUTH_PUBLISH_BUCKET',
+    pattern: {
+      regex: /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      description: 'an S3 bucket name (3-63 characters of a-z 0-9 . -)',
+    },
+    help: 'S3 bucket the public keys and the revocation list are copied to on every change, for supernodes to read while the auth service is down (AWS_ENDPOINT_URL_S3 honoured).',
+  },
+  publishPrefix: {
+    kind: 'string',
+    env: 'AUTH_PUBLISH_PREFIX',
+    pattern: {
+      regex: /^[A-Za-z0-9!_.*'()/-]{1,900}$/,
+      description: "an S3 key prefix of A-Z a-z 0-9 ! _ . * ' ( ) / -",
+    },
+    help: 'Put in front of the object names as is: auth/ gives auth/jwks.json and auth/revocations.json. None: the bucket root.',
+  },
+  cloudwatch: {
+    kind: 'bool',
+    env: 'AUTH_CLOUDWATCH',
+    default: false,
+    help: 'Publish login and refresh figures to CloudWatch (namespace Supernode) as well as /metrics.',
+  },
+  cloudwatchIntervalMs: {
+    kind: 'int',
+    env: 'AUTH_CLOUDWATCH_INTERVAL_MS',
+    default: 60_000,
+    min: 1000,
+    max: 3_600_000,
+    help: 'How often metrics go to CloudWatch.',
+  },
+  autoScalingGroup: {
+    kind: 'string',
+    env: 'AUTH_AUTO_SCALING_GROUP',
+    pattern: { regex: /^[\w.:/@+=-]{1,255}$/, description: 'an Auto Scaling group name' },
+    help: 'Value of the AutoScalingGroupName dimension; required with --cloudwatch.',
+  },
   logLevel: {
     kind: 'enum',
     env: 'AUTH_LOG_LEVEL',
@@ -233,6 +280,9 @@ export function checkAuthConfig(config: AuthConfig): AuthConfig {
   }
   if ((config.scryptN & (config.scryptN - 1)) !== 0) {
     throw new ConfigError(`--scrypt-n (AUTH_SCRYPT_N) must be a power of two; got ${config.scryptN}`);
+  }
+  if (config.cloudwatch && !config.autoScalingGroup) {
+    throw new ConfigError('--auto-scaling-group (AUTH_AUTO_SCALING_GROUP) is required with --cloudwatch');
   }
   if (config.lockoutMaxSec < config.lockoutBaseSec) {
     throw new ConfigError('--lockout-max-sec (AUTH_LOCKOUT_MAX_SEC) must be at least --lockout-base-sec');

@@ -1,6 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { S3_URL } from '../node/s3-source';
 import { ConfigError, type OptionTable, type OptionValues, patterns } from './options';
 
 const { host: HOST, httpUrl: HTTP_URL, path: PATH } = patterns;
+/** Where the polled documents may come from: the auth service, or the S3 copy it publishes. */
+const SOURCE_URL = {
+  regex: new RegExp(`${HTTP_URL.regex.source}|${S3_URL.source}`),
+  description: 'an http://, https:// or s3://bucket/key URL',
+};
+const MESH_SECRET = { regex: /^\S{32,512}$/, description: '32-512 non-space characters' };
 const NODE_ID = { regex: /^[A-Za-z0-9._:-]{1,64}$/, description: '1-64 characters of A-Z a-z 0-9 . _ : -' };
 const WS_URL = { regex: /^wss?:\/\/[^\s,]{1,250}$/, description: 'a ws:// or wss:// URL' };
 
@@ -44,8 +52,8 @@ export const nodeOptionTable = {
   jwksUrl: {
     kind: 'string',
     env: 'SUPERNODE_JWKS_URL',
-    pattern: HTTP_URL,
-    help: 'URL of the auth service public key set (JWKS). Give this or --jwks-file.',
+    pattern: SOURCE_URL,
+    help: 'URL of the auth service public key set (JWKS), or its S3 copy (s3://bucket/key, read with GetObject). Give this or --jwks-file.',
   },
   jwksFile: {
     kind: 'string',
@@ -64,8 +72,8 @@ export const nodeOptionTable = {
   revocationsUrl: {
     kind: 'string',
     env: 'SUPERNODE_REVOCATIONS_URL',
-    pattern: HTTP_URL,
-    help: 'URL of the auth service revocation list. Give this or --revocations-file to cut off revoked users and token families; without either, no revocation check.',
+    pattern: SOURCE_URL,
+    help: 'URL of the auth service revocation list, or its S3 copy (s3://bucket/key). Give this or --revocations-file to cut off revoked users and token families; without either, no revocation check.',
   },
   revocationsFile: {
     kind: 'string',
@@ -80,6 +88,12 @@ export const nodeOptionTable = {
     min: 500,
     max: 600_000,
     help: 'How often the revocation list is re-read; a revoked session ends within this plus the auth service publishing period.',
+  },
+  s3Region: {
+    kind: 'string',
+    env: 'SUPERNODE_S3_REGION',
+    pattern: { regex: /^[a-z0-9-]{2,32}$/, description: 'an AWS region name' },
+    help: "Region of the S3 client for s3:// sources (a bucket elsewhere is followed by redirect; AWS_ENDPOINT_URL_S3 honoured). Default: the SDK's (AWS_REGION, then instance metadata).",
   },
   audience: {
     kind: 'string',
@@ -239,7 +253,21 @@ export const nodeOptionTable = {
     kind: 'string',
     env: 'SUPERNODE_AUTO_SCALING_GROUP',
     pattern: { regex: /^[\w.:/@+=-]{1,255}$/, description: 'an Auto Scaling group name' },
-    help: 'Value of the AutoScalingGroupName dimension; required with --cloudwatch.',
+    help: 'Value of the AutoScalingGroupName dimension; required with --cloudwatch, --discovery ec2 and --lifecycle-hook.',
+  },
+  lifecycleHook: {
+    kind: 'string',
+    env: 'SUPERNODE_LIFECYCLE_HOOK',
+    pattern: { regex: /^[A-Za-z0-9_/-]{1,255}$/, description: 'a lifecycle hook name' },
+    help: "Termination lifecycle hook of --auto-scaling-group: watch instance metadata for the instance's termination, drain, then complete the hook with CONTINUE (AWS_ENDPOINT_URL_AUTO_SCALING honoured).",
+  },
+  lifecyclePollMs: {
+    kind: 'int',
+    env: 'SUPERNODE_LIFECYCLE_POLL_MS',
+    default: 5000,
+    min: 100,
+    max: 300_000,
+    help: 'How often instance metadata is asked for the target lifecycle state, with --lifecycle-hook.',
   },
   mesh: {
     kind: 'bool',
@@ -264,8 +292,14 @@ export const nodeOptionTable = {
   meshSecret: {
     kind: 'string',
     env: 'SUPERNODE_MESH_SECRET',
-    pattern: { regex: /^\S{32,512}$/, description: '32-512 non-space characters' },
-    help: 'Shared secret every mesh member proves it holds (HMAC challenge; never sent). Required with --mesh.',
+    pattern: MESH_SECRET,
+    help: 'Shared secret every mesh member proves it holds (HMAC challenge; never sent). With --mesh, give this or --mesh-secret-file.',
+  },
+  meshSecretFile: {
+    kind: 'string',
+    env: 'SUPERNODE_MESH_SECRET_FILE',
+    pattern: PATH,
+    help: 'File holding the mesh secret (read once at start; a trailing newline is ignored), so the secret stays out of the environment. With --mesh, give this or --mesh-secret.',
   },
   meshPeers: {
     kind: 'list',
@@ -353,8 +387,15 @@ export function checkNodeConfig(config: NodeConfig): NodeConfig {
       '--revocations-url (SUPERNODE_REVOCATIONS_URL) or --revocations-file (SUPERNODE_REVOCATIONS_FILE), not both',
     );
   }
-  if (config.mesh && !config.meshSecret) {
-    throw new ConfigError('--mesh-secret (SUPERNODE_MESH_SECRET) is required with --mesh');
+  if (config.meshSecret && config.meshSecretFile) {
+    throw new ConfigError(
+      '--mesh-secret (SUPERNODE_MESH_SECRET) or --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE), not both',
+    );
+  }
+  if (config.mesh && !config.meshSecret && !config.meshSecretFile) {
+    throw new ConfigError(
+      '--mesh-secret (SUPERNODE_MESH_SECRET) or --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE) is required with --mesh',
+    );
   }
   if (config.mesh && config.discovery === 'ec2' && !config.autoScalingGroup) {
     throw new ConfigError(
@@ -366,5 +407,33 @@ export function checkNodeConfig(config: NodeConfig): NodeConfig {
       '--auto-scaling-group (SUPERNODE_AUTO_SCALING_GROUP) is required with --cloudwatch',
     );
   }
+  if (config.lifecycleHook && !config.autoScalingGroup) {
+    throw new ConfigError(
+      '--auto-scaling-group (SUPERNODE_AUTO_SCALING_GROUP) is required with --lifecycle-hook',
+    );
+  }
   return config;
+}
+
+/**
+ * The mesh secret: --mesh-secret, or the content of --mesh-secret-file (read once; trailing newlines
+ * dropped, as `echo` and most editors add one). Errors name the file, never its content.
+ */
+export function meshSecretOf(config: NodeConfig): string | undefined {
+  if (!config.meshSecretFile) return config.meshSecret;
+  const option = '--mesh-secret-file (SUPERNODE_MESH_SECRET_FILE)';
+  let text: string;
+  try {
+    text = readFileSync(config.meshSecretFile, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(`${option}: cannot read ${config.meshSecretFile} (${code})`);
+  }
+  const secret = text.replace(/[\r\n]+$/, '');
+  if (!MESH_SECRET.regex.test(secret)) {
+    throw new ConfigError(
+      `${option}: ${config.meshSecretFile} must hold ${MESH_SECRET.description} (a trailing newline is ignored); it holds ${secret.length} characters${/\s/.test(secret) ? ' including white space' : ''}`,
+    );
+  }
+  return secret;
 }

@@ -9,6 +9,8 @@ export interface MetricSample {
   name: string;
   value: number;
   unit: StandardUnit;
+  /** Added to the publisher's dimensions for this datum (e.g. { Reason: 'full' }); a same name replaces. */
+  dimensions?: Record<string, string>;
 }
 
 export interface CloudWatchPublisherOptions {
@@ -188,13 +190,14 @@ export class CloudWatchPublisher {
     const dropped: string[] = [];
     for (const sample of samples) {
       const reason = invalidSampleReason(sample);
-      if (reason) {
-        dropped.push(`${String(sample.name)}: ${reason}`);
+      const dimensions = reason ?? this.dimensionsOf(sample);
+      if (typeof dimensions === 'string') {
+        dropped.push(`${String(sample.name)}: ${dimensions}`);
         continue;
       }
       datums.push({
         MetricName: sample.name,
-        Dimensions: this.dimensions,
+        Dimensions: dimensions,
         Unit: sample.unit,
         Value: sample.value,
         Timestamp: timestamp,
@@ -205,10 +208,23 @@ export class CloudWatchPublisher {
       // One line per tick, not per sample: a stuck NaN gauge would otherwise flood the log.
       this.log.warn(
         { namespace: this.namespace, dropped: dropped.length, samples: dropped.slice(0, MAX_LOGGED_NAMES) },
-        'cloudwatch samples dropped (non-finite, out of range or badly named)',
+        'cloudwatch samples dropped (non-finite, out of range, badly named or bad dimensions)',
       );
     }
     return datums;
+  }
+
+  /** The publisher's dimensions merged with the sample's, or why they are not acceptable. */
+  private dimensionsOf(sample: MetricSample): { Name: string; Value: string }[] | string {
+    if (sample.dimensions === undefined) return this.dimensions;
+    const merged = new Map(this.dimensions.map((d) => [d.Name, d.Value]));
+    for (const [name, value] of Object.entries(sample.dimensions)) {
+      const problem = dimensionProblem(name, value);
+      if (problem) return problem;
+      merged.set(name, value);
+    }
+    if (merged.size > MAX_DIMENSIONS) return `more than ${MAX_DIMENSIONS} dimensions`;
+    return [...merged].map(([Name, Value]) => ({ Name, Value }));
   }
 
   private async send(batch: MetricDatum[]): Promise<void> {
@@ -317,19 +333,23 @@ function validateDimensions(dimensions: Record<string, string>): { Name: string;
     throw new Error(`dimensions must have 1..${MAX_DIMENSIONS} entries, got ${entries.length}`);
   }
   return entries.map(([name, value]) => {
-    if (name.trim() === '' || name.length > 255 || !PRINTABLE_ASCII.test(name) || name.startsWith(':')) {
-      throw new Error(
-        `dimension name ${JSON.stringify(name)} must be 1..255 printable ASCII, not starting with :`,
-      );
-    }
-    if (
-      typeof value !== 'string' ||
-      value.trim() === '' ||
-      value.length > 1024 ||
-      !PRINTABLE_ASCII.test(value)
-    ) {
-      throw new Error(`dimension ${name} value must be 1..1024 printable ASCII characters`);
-    }
+    const problem = dimensionProblem(name, value);
+    if (problem) throw new Error(problem);
     return { Name: name, Value: value };
   });
+}
+
+function dimensionProblem(name: string, value: unknown): string | undefined {
+  if (name.trim() === '' || name.length > 255 || !PRINTABLE_ASCII.test(name) || name.startsWith(':')) {
+    return `dimension name ${JSON.stringify(name)} must be 1..255 printable ASCII, not starting with :`;
+  }
+  if (
+    typeof value !== 'string' ||
+    value.trim() === '' ||
+    value.length > 1024 ||
+    !PRINTABLE_ASCII.test(value)
+  ) {
+    return `dimension ${name} value must be 1..1024 printable ASCII characters`;
+  }
+  return undefined;
 }

@@ -2,17 +2,22 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricSample } from '../metrics/cloudwatch';
 
-/** Reasons a new session is refused; also the `reason` label of supernode_refusals_total. */
-export type RefusalReason =
-  | 'full'
-  | 'draining'
-  | 'keys_unavailable'
-  | 'token_invalid'
-  | 'token_expired'
-  | 'token_revoked'
-  | 'auth_required'
-  | 'auth_timeout'
-  | 'bad_message';
+/**
+ * Reasons a new session is refused; also the `reason` label of supernode_refusals_total and the
+ * `Reason` dimension of the SessionsRefused datums in CloudWatch.
+ */
+export const REFUSAL_REASONS = [
+  'full',
+  'draining',
+  'keys_unavailable',
+  'token_invalid',
+  'token_expired',
+  'token_revoked',
+  'auth_required',
+  'auth_timeout',
+  'bad_message',
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** Reasons an established session is ended by the node. */
 export type DisconnectReason =
   | 'slow_consumer'
@@ -98,6 +103,7 @@ export class NodeMetrics {
   readonly stats = new NodeStats();
   private readonly eventLoop = new EventLoopDelayWindow(10_000);
   private lastCloudWatch = { registrations: 0, relayed: 0, refusals: 0 };
+  private readonly lastRefusals = new Map<RefusalReason, number>();
   /** Time to answer a lookup through the mesh directory (owner round trip included). */
   readonly lookupSeconds = new Histogram({
     name: 'supernode_mesh_lookup_seconds',
@@ -211,8 +217,22 @@ export class NodeMetrics {
       { name: 'Registrations', value: now.registrations - last.registrations, unit: 'Count' },
       { name: 'RelayedMessages', value: now.relayed - last.relayed, unit: 'Count' },
       { name: 'SessionsRefused', value: now.refusals - last.refusals, unit: 'Count' },
+      ...this.refusalsByReason(),
       { name: 'EventLoopDelayP99', value: this.eventLoop.get().p99 * 1000, unit: 'Milliseconds' },
     ];
+  }
+
+  /**
+   * SessionsRefused per reason, as deltas. Every known reason each tick, zeros included, so a dashboard
+   * or alarm on one reason sees 0 rather than missing data.
+   */
+  private refusalsByReason(): MetricSample[] {
+    return REFUSAL_REASONS.map((reason) => {
+      const total = this.stats.refusals.get(reason) ?? 0;
+      const value = total - (this.lastRefusals.get(reason) ?? 0);
+      this.lastRefusals.set(reason, total);
+      return { name: 'SessionsRefused', value, unit: 'Count', dimensions: { Reason: reason } };
+    });
   }
 
   stop(): void {

@@ -1,12 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../log';
+import { isS3Url, S3Source } from './s3-source';
 
 export interface PolledJsonOptions<T> {
   /** What it is, for logs. */
   name: string;
-  /** Exactly one source: an http(s) URL or a file path. */
+  /** Exactly one source: an http(s) or s3://bucket/key URL, or a file path. */
   url?: string;
   file?: string;
+  /** Region of the S3 client for an s3:// URL. @default setDefaultS3Region's, else the SDK's resolution */
+  s3Region?: string;
   refreshMs: number;
   maxBytes: number;
   /** Turns the parsed JSON into the value, or throws if it is not acceptable. */
@@ -25,12 +28,24 @@ export class PolledJson<T> {
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
+  /** S3 only: the ETag of the current value, so an unchanged object costs a 304 and no body. */
+  private etag: string | undefined;
+  private readonly s3: S3Source | undefined;
   loadedAt: number | undefined;
 
   constructor(private readonly options: PolledJsonOptions<T>) {
     if (Boolean(options.url) === Boolean(options.file)) {
       throw new Error(`${options.name} needs exactly one of a URL or a file`);
     }
+    this.s3 = isS3Url(options.url)
+      ? new S3Source({
+          url: options.url as string,
+          name: options.name,
+          maxBytes: options.maxBytes,
+          timeoutMs: options.fetchTimeoutMs ?? 5000,
+          region: options.s3Region,
+        })
+      : undefined;
   }
 
   get value(): T | undefined {
@@ -45,6 +60,7 @@ export class PolledJson<T> {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.s3?.destroy();
   }
 
   /** Reads now; returns whether it succeeded. */
@@ -52,7 +68,12 @@ export class PolledJson<T> {
     clearTimeout(this.timer);
     let ok = false;
     try {
-      this.current = this.options.parse(JSON.parse(await this.read()));
+      const read = await this.read();
+      // Not modified: the current value stands, and the read still counts as a good one.
+      if (read !== 'not_modified') {
+        this.current = this.options.parse(JSON.parse(read.text));
+        this.etag = read.etag;
+      }
       this.loadedAt = Date.now();
       this.failures = 0;
       ok = true;
@@ -72,8 +93,10 @@ export class PolledJson<T> {
     return ok;
   }
 
-  private async read(): Promise<string> {
+  private async read(): Promise<{ text: string; etag?: string } | 'not_modified'> {
     const { file, url, maxBytes, name } = this.options;
+    // Ask "changed since?" only while holding the value that ETag belongs to.
+    if (this.s3) return this.s3.read(this.current === undefined ? undefined : this.etag);
     const text = file
       ? await readFile(file, 'utf8')
       : await (async () => {
@@ -85,6 +108,6 @@ export class PolledJson<T> {
           return response.text();
         })();
     if (text.length > maxBytes) throw new Error(`${name} over ${maxBytes} bytes`);
-    return text;
+    return { text };
   }
 }

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
-import { checkNodeConfig, type NodeConfig, nodeOptionTable } from '../config/node-options';
+import { checkNodeConfig, meshSecretOf, type NodeConfig, nodeOptionTable } from '../config/node-options';
 import { resolveOptions } from '../config/options';
 import { isLoopback } from '../files';
 import { createLogger, type Logger } from '../log';
@@ -26,6 +26,8 @@ import { KeyStore } from './keys';
 import { type DisconnectReason, NodeMetrics, type RefusalReason } from './metrics';
 import { PresenceRegistry } from './presence';
 import { RevocationList } from './revocations';
+import { isS3Url, setDefaultS3Region } from './s3-source';
+import type { TerminationWatch } from './termination-watch';
 import { TokenBucket } from './token-bucket';
 
 export interface SupernodeOptions extends Partial<NodeConfig> {
@@ -47,6 +49,8 @@ export interface Supernode {
   readonly keys: KeyStore;
   readonly revocations: RevocationList | undefined;
   readonly mesh: Mesh | undefined;
+  /** With --lifecycle-hook: watches for the instance's termination, drains, completes the hook. */
+  readonly termination: TerminationWatch | undefined;
   /** Starts the HTTP/WebSocket listener, STUN and the CloudWatch publisher. */
   listen(): Promise<{ port: number; url: string; stunPort?: number; meshPort?: number }>;
   readyState(): ReadyState;
@@ -93,7 +97,10 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     nodeId: base.nodeId ?? `${hostname()}-${base.port}`,
     publicUrl: base.publicUrl ?? `ws://${base.host}:${base.port}`,
   };
+  // Read before anything starts: a bad secret file stops the node like a bad option.
+  const meshSecret = config.mesh ? meshSecretOf(config) : undefined;
   const log = logger ?? createLogger(config.logLevel, 'supernode');
+  if (isS3Url(config.jwksUrl) || isS3Url(config.revocationsUrl)) setDefaultS3Region(config.s3Region);
   const keys = new KeyStore({
     jwksUrl: config.jwksUrl,
     jwksFile: config.jwksFile,
@@ -620,7 +627,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         selfUrl: config.publicUrl,
         host: config.meshHost ?? config.host,
         port: config.meshPort,
-        secret: config.meshSecret as string,
+        secret: meshSecret as string,
         discovery: createDiscovery(config, log),
         replicas: config.directoryReplicas,
         heartbeatMs: config.meshHeartbeatMs,
@@ -642,6 +649,17 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
         log,
       })
     : undefined;
+
+  const termination: TerminationWatch | undefined = config.lifecycleHook
+    ? new (require('./termination-watch') as typeof import('./termination-watch')).TerminationWatch({
+        lifecycleHook: config.lifecycleHook,
+        autoScalingGroup: config.autoScalingGroup as string,
+        pollMs: config.lifecyclePollMs,
+        log,
+        onTerminating: () => void drain(),
+      })
+    : undefined;
+  if (termination) registerTerminationMetrics(metrics, termination);
 
   const timers: NodeJS.Timeout[] = [];
   const startTimers = (): void => {
@@ -695,6 +713,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     const stunAddress = stun ? await stun.start() : undefined;
     const meshPort = mesh ? await mesh.start() : undefined;
     cloudWatch?.start();
+    termination?.start();
     startTimers();
     log.info(
       { node: config.nodeId, port, stunPort: stunAddress?.port, meshPort, keysLoaded: keys.ready },
@@ -709,6 +728,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     for (const timer of timers) clearInterval(timer);
     keys.stop();
     revocations?.stop();
+    termination?.stop();
     await Promise.allSettled([app.close(), stun?.close(), cloudWatch?.stop(), mesh?.stop()]);
     metrics.stop();
   };
@@ -734,6 +754,8 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       }
       log.info({ remaining: connections.size }, 'drain finished');
       await close();
+      // Terminating under a lifecycle hook: let the termination go ahead now that the clients have gone.
+      await termination?.completeIfTerminating();
       onDrained?.();
     })();
     return drainPromise;
@@ -746,6 +768,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     keys,
     revocations,
     mesh,
+    termination,
     listen,
     readyState,
     sessionCount: () => presence.size,
@@ -769,6 +792,29 @@ function createDiscovery(config: NodeConfig, log: Logger): Discovery {
       const at = entry.indexOf('@');
       return { id: entry.slice(0, at), meshUrl: entry.slice(at + 1) };
     }),
+  );
+}
+
+function registerTerminationMetrics(metrics: NodeMetrics, watch: TerminationWatch): void {
+  metrics.gauge(
+    'supernode_lifecycle_terminating',
+    '1 once instance metadata said Terminated (lifecycle hook drain started)',
+    () => (watch.stats.terminating ? 1 : 0),
+  );
+  metrics.counter(
+    'supernode_lifecycle_polls_total',
+    'Reads of the target lifecycle state from instance metadata',
+    () => watch.stats.polls,
+  );
+  metrics.counter(
+    'supernode_lifecycle_poll_failures_total',
+    'Failed reads of the target lifecycle state',
+    () => watch.stats.pollFailures,
+  );
+  metrics.counter(
+    'supernode_lifecycle_completion_failures_total',
+    'Failed CompleteLifecycleAction attempts',
+    () => watch.stats.completionFailures,
   );
 }
 

@@ -266,6 +266,53 @@ describe('CloudWatchPublisher with a mocked client', () => {
     expect(cw.calls()).toHaveLength(1);
   });
 
+  it("adds a sample's own dimensions to the publisher's, a same name replacing", async () => {
+    const { p } = publisher({
+      collect: (): MetricSample[] => [
+        { name: 'SessionsRefused', value: 5, unit: 'Count' },
+        { name: 'SessionsRefused', value: 2, unit: 'Count', dimensions: { Reason: 'full' } },
+        { name: 'Peers', value: 1, unit: 'Count', dimensions: { AutoScalingGroupName: 'other', Az: 'a' } },
+      ],
+    });
+
+    await expect(p.publishOnce()).resolves.toEqual({ requests: 1, datums: 3, failed: 0 });
+
+    const [aggregate, byReason, replaced] = sentInputs()[0].MetricData as MetricDatum[];
+    expect(aggregate.Dimensions).toEqual([{ Name: 'AutoScalingGroupName', Value: 'sn-fleet' }]);
+    expect(byReason).toMatchObject({
+      MetricName: 'SessionsRefused',
+      Value: 2,
+      Dimensions: [
+        { Name: 'AutoScalingGroupName', Value: 'sn-fleet' },
+        { Name: 'Reason', Value: 'full' },
+      ],
+    });
+    expect(replaced.Dimensions).toEqual([
+      { Name: 'AutoScalingGroupName', Value: 'other' },
+      { Name: 'Az', Value: 'a' },
+    ]);
+  });
+
+  it('drops a sample with bad or too many dimensions, with the one warning of the tick', async () => {
+    const tooMany = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`D${i}`, 'x']));
+    const { p, log } = publisher({
+      collect: () => [
+        { name: 'Good', value: 1, unit: 'Count', dimensions: { Reason: 'full' } },
+        { name: 'EmptyValue', value: 1, unit: 'Count', dimensions: { Reason: '' } },
+        { name: 'BadName', value: 1, unit: 'Count', dimensions: { ':Reason': 'x' } },
+        { name: 'TooMany', value: 1, unit: 'Count', dimensions: tooMany },
+      ],
+    });
+
+    await expect(p.publishOnce()).resolves.toEqual({ requests: 1, datums: 1, failed: 0 });
+
+    expect(sentInputs()[0].MetricData?.map((d) => d.MetricName)).toEqual(['Good']);
+    expect(log.warn).toHaveBeenCalledTimes(1);
+    const [fields] = log.warn.mock.calls[0];
+    expect(fields).toMatchObject({ dropped: 3 });
+    expect(JSON.stringify(fields)).toContain('more than 30 dimensions');
+  });
+
   it('validates its options', () => {
     expect(() => publisher({ dimensions: {} })).toThrow(/1\.\.30/);
     const tooMany = Object.fromEntries(Array.from({ length: 31 }, (_, i) => [`D${i}`, 'x']));

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SupernodeSession } from '../../supernode/client/session';
+import { REFUSAL_REASONS } from '../../supernode/node/metrics';
 import { connectAs, makeTestKeys, startTestNode, type TestKeys, waitFor } from '../helpers/node';
 
 interface PutMetricDataBody {
@@ -53,12 +55,29 @@ test('a node with --cloudwatch publishes its figures to the configured endpoint'
     await waitFor(() => bodies.some((b) => connected(b) === 1), 5000, 'a PutMetricData with one client');
     const body = bodies.find((b) => connected(b) === 1) as PutMetricDataBody;
     expect(body.Namespace).toBe('Supernode');
+    const group = { Name: 'AutoScalingGroupName', Value: 'sn-fleet-test' };
     for (const datum of body.MetricData) {
-      expect(datum.Dimensions).toEqual([{ Name: 'AutoScalingGroupName', Value: 'sn-fleet-test' }]);
+      const byReason = datum.MetricName === 'SessionsRefused' && datum.Dimensions.length === 2;
+      expect(datum.Dimensions).toEqual(
+        byReason ? [group, { Name: 'Reason', Value: expect.any(String) }] : [group],
+      );
     }
     expect(body.MetricData.map((d) => d.MetricName)).toEqual(
       expect.arrayContaining(['ConnectedClients', 'Registrations', 'SessionsRefused', 'RelayedMessages']),
     );
+    // Every reason each tick, zeros included, besides the aggregate.
+    expect(reasons(body).sort()).toEqual([...REFUSAL_REASONS].sort());
+
+    // One refusal shows in the aggregate and under its reason, in the same tick, once.
+    await SupernodeSession.connect({ url: running.url, token: await keys.mint('x', { ttlSec: -100 }) }).catch(
+      () => {},
+    );
+    await waitFor(() => bodies.some((b) => refused(b) === 1), 5000, 'a PutMetricData with the refusal');
+    const withRefusal = bodies.find((b) => refused(b) === 1) as PutMetricDataBody;
+    expect(refused(withRefusal, 'token_expired')).toBe(1);
+    expect(refused(withRefusal, 'full')).toBe(0);
+    await waitFor(() => refused(bodies[bodies.length - 1]) === 0, 5000, 'a later tick');
+    expect(refused(bodies[bodies.length - 1], 'token_expired')).toBe(0);
     await session.close();
   } finally {
     await running.node.close();
@@ -67,4 +86,16 @@ test('a node with --cloudwatch publishes its figures to the configured endpoint'
 
 function connected(body: PutMetricDataBody): number | undefined {
   return body.MetricData.find((d) => d.MetricName === 'ConnectedClients')?.Value;
+}
+
+/** SessionsRefused: the aggregate (no Reason dimension), or the datum of one reason. */
+function refused(body: PutMetricDataBody, reason?: string): number | undefined {
+  return body.MetricData.find(
+    (d) =>
+      d.MetricName === 'SessionsRefused' && d.Dimensions.find((x) => x.Name === 'Reason')?.Value === reason,
+  )?.Value;
+}
+
+function reasons(body: PutMetricDataBody): string[] {
+  return body.MetricData.flatMap((d) => d.Dimensions.filter((x) => x.Name === 'Reason').map((x) => x.Value));
 }

@@ -1,0 +1,61 @@
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { FleetPlacement, TierConfig } from '../config';
+import { AccessLogBucket } from '../constructs/access-logs';
+import { Observability } from '../constructs/observability';
+import { RuntimeBundle } from '../constructs/runtime';
+import { FLEET_PORTS, SupernodeFleet } from '../constructs/supernode-fleet';
+import { TierNetwork } from '../constructs/tier-network';
+import { acknowledgeFleetFindings, acknowledgeStackFindings } from './nag';
+import { publicationBucketName } from './naming';
+
+export interface FleetStackProps extends StackProps {
+  readonly config: TierConfig;
+  readonly placement: FleetPlacement;
+}
+
+/** A fleet outside the home region: its own network, NLB, alarms; public keys read from the home region. */
+export class SupernodeFleetStack extends Stack {
+  readonly fleet: SupernodeFleet;
+  readonly observability: Observability;
+
+  constructor(scope: Construct, id: string, props: FleetStackProps) {
+    super(scope, id, props);
+    const { config, placement } = props;
+    const bundle = new RuntimeBundle(this, 'Runtime');
+    const network = new TierNetwork(this, 'Network', { natGateways: config.natGateways });
+    const logs = new AccessLogBucket(this, 'AccessLogs');
+    this.fleet = new SupernodeFleet(this, 'Fleet', {
+      vpc: network.vpc,
+      bundle,
+      publicKeys: { bucketName: publicationBucketName(this, config.homeRegion), region: config.homeRegion },
+      instanceType: config.instanceType,
+      floor: placement.floor,
+      ceiling: placement.ceiling,
+      clientsPerNode: config.clientsPerNode,
+      soakSeconds: config.soakSeconds,
+      certificateArn: placement.certificateArn,
+      accessLogs: logs.bucket,
+    });
+    this.observability = new Observability(this, 'Observability', {
+      fleets: [this.fleet],
+      dashboard: false,
+      alarmEmail: config.alarmEmail,
+    });
+    acknowledgeFleetFindings(this.fleet);
+    acknowledgeStackFindings(this, logs);
+
+    new CfnOutput(this, 'SessionUrl', {
+      value: this.fleet.sessionUrl,
+      description: 'Supernode sessions (WebSocket)',
+    });
+    new CfnOutput(this, 'StunAddress', {
+      value: `${this.fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,
+      description: 'STUN over UDP',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.observability.alarmTopic.topicArn,
+      description: 'Alarms of this region: aws sns subscribe --topic-arn <this> --protocol email ...',
+    });
+  }
+}

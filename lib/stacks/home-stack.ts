@@ -1,0 +1,115 @@
+import { CfnOutput, Stack, type StackProps, Token } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { FleetPlacement, TierConfig } from '../config';
+import { AccessLogBucket } from '../constructs/access-logs';
+import { AuthService } from '../constructs/auth-service';
+import { Observability } from '../constructs/observability';
+import { RuntimeBundle } from '../constructs/runtime';
+import { FLEET_PORTS, SupernodeFleet } from '../constructs/supernode-fleet';
+import { TierNetwork } from '../constructs/tier-network';
+import { acknowledgeAuthFindings, acknowledgeFleetFindings, acknowledgeStackFindings } from './nag';
+import { publicationBucketName } from './naming';
+
+export interface HomeStackProps extends StackProps {
+  readonly config: TierConfig;
+}
+
+/**
+ * The home region: the auth service, its table and keys, the dashboard of the whole tier and,
+ * when the home region also hosts a fleet, that fleet.
+ */
+export class SupernodeHomeStack extends Stack {
+  readonly auth: AuthService;
+  readonly fleet: SupernodeFleet | undefined;
+  readonly observability: Observability;
+
+  constructor(scope: Construct, id: string, props: HomeStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const bundle = new RuntimeBundle(this, 'Runtime');
+    const network = new TierNetwork(this, 'Network', { natGateways: config.natGateways });
+    // ELB log delivery needs a concrete region (its log-writer account differs per region).
+    const logs = Token.isUnresolved(this.region) ? undefined : new AccessLogBucket(this, 'AccessLogs');
+    const homeRegion = config.homeRegion;
+
+    this.auth = new AuthService(this, 'Auth', {
+      vpc: network.vpc,
+      bundle,
+      publicationBucketName: publicationBucketName(this, homeRegion),
+      instanceType: config.authInstanceType,
+      floor: config.authFloor,
+      ceiling: config.authCeiling,
+      certificateArn: config.authCertificateArn,
+      accessLogs: logs?.bucket,
+    });
+
+    const homeFleet: FleetPlacement | undefined = config.fleets.find((fleet) => fleet.region === homeRegion);
+    if (homeFleet) {
+      this.fleet = new SupernodeFleet(this, 'Fleet', {
+        vpc: network.vpc,
+        bundle,
+        publicKeys: { bucketName: this.auth.publicationBucket.bucketName },
+        instanceType: config.instanceType,
+        floor: homeFleet.floor,
+        ceiling: homeFleet.ceiling,
+        clientsPerNode: config.clientsPerNode,
+        soakSeconds: config.soakSeconds,
+        certificateArn: homeFleet.certificateArn,
+        accessLogs: logs?.bucket,
+      });
+      acknowledgeFleetFindings(this.fleet);
+    }
+
+    this.observability = new Observability(this, 'Observability', {
+      fleets: this.fleet ? [this.fleet] : [],
+      auth: this.auth,
+      remoteFleetRegions: config.fleets
+        .map((fleet) => fleet.region)
+        .filter((region): region is string => region !== undefined && region !== homeRegion),
+      alarmEmail: config.alarmEmail,
+    });
+    acknowledgeAuthFindings(this.auth);
+    acknowledgeStackFindings(this, logs);
+
+    const authUrl = config.domainName ? `https://auth.${config.domainName}` : this.auth.url;
+    new CfnOutput(this, 'AuthUrl', {
+      value: this.auth.url,
+      description: config.domainName
+        ? `Auth API load balancer; point auth.${config.domainName} (CNAME) at it`
+        : 'Auth API base URL (sign-up, login, refresh, JWKS)',
+    });
+    if (this.fleet) {
+      new CfnOutput(this, 'SessionUrl', {
+        value: this.fleet.sessionUrl,
+        description: 'Supernode sessions (WebSocket)',
+      });
+      new CfnOutput(this, 'StunAddress', {
+        value: `${this.fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,
+        description: 'STUN over UDP',
+      });
+      new CfnOutput(this, 'TryIt', {
+        value: `npx supernode client signup --auth ${authUrl} --username alice --password '<12+ chars>' && npx supernode client connect --auth ${authUrl} --node ${this.fleet.sessionUrl} --username alice`,
+        description: 'Next step: create an account and open a session',
+      });
+    }
+    new CfnOutput(this, 'PublicKeys', {
+      value: `s3://${this.auth.publicationBucket.bucketName}/jwks.json`,
+      description: 'Public key set the supernodes read (works while the auth service is down)',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.observability.alarmTopic.topicArn,
+      description:
+        'Subscribe: aws sns subscribe --topic-arn <this> --protocol email --notification-endpoint you@example.com',
+    });
+    if (this.observability.dashboard) {
+      new CfnOutput(this, 'DashboardUrl', {
+        value: `https://console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.observability.dashboard.dashboardName}`,
+        description: 'CloudWatch dashboard of the tier',
+      });
+    }
+    new CfnOutput(this, 'TableName', {
+      value: this.auth.table.tableName,
+      description: 'Accounts table (DynamoDB)',
+    });
+  }
+}

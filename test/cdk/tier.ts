@@ -1,0 +1,40 @@
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildTierApp, type TierApp } from '../../lib/app';
+
+// The context users deploy with: cdk.json's, or the tests synthesize a different template.
+export const cdkJsonContext: Record<string, unknown> = require('../../cdk.json').context;
+
+export interface SynthesizedTier extends TierApp {
+  homeTemplate: Template;
+  fleetTemplates: Template[];
+}
+
+/** The app as `cdk synth` builds it, from cdk.json's context plus overrides (like `-c key=value`). */
+export function synthTier(
+  overrides: Record<string, unknown> = {},
+  options: { nag?: boolean } = {},
+): SynthesizedTier {
+  const tier = buildTierApp({ context: { ...cdkJsonContext, ...overrides }, nag: options.nag ?? false });
+  return {
+    ...tier,
+    homeTemplate: Template.fromStack(tier.home),
+    fleetTemplates: tier.fleets.map((stack) => Template.fromStack(stack)),
+  };
+}
+
+/** Resources of one type, by logical id. */
+export function resourcesOf(
+  template: Template,
+  type: string,
+): Record<string, { Properties: Record<string, unknown> } & Record<string, unknown>> {
+  return template.findResources(type) as never;
+}
+
+/**
+ * A template with what changes on every build masked: asset hashes (64 hex) and the bundle's
+ * object key, so the snapshot shows only real changes to the infrastructure.
+ */
+export function normalized(template: Template): unknown {
+  const text = JSON.stringify(template.toJSON());
+  return JSON.parse(text.replace(/[0-9a-f]{64}/g, '<asset-hash>'));
+}
