@@ -24,6 +24,8 @@ export interface S3PublisherStats {
   published: number;
   /** Puts that failed (rejected or timed out). */
   failures: number;
+  /** Publishes skipped because the object already holds that body (sent in the last 10 minutes). */
+  unchanged: number;
   /** `Name: message` of the latest failure. */
   lastError?: string;
 }
@@ -51,7 +53,12 @@ interface Slot {
   /** The loop sending this object, while one runs. */
   loop?: Promise<void>;
   failures: number;
+  /** What the last successful put sent, and when: an unchanged body is not sent again for a while. */
+  sent?: { body: string; at: number };
 }
+
+/** An unchanged object is still re-sent this often, in case someone deleted or overwrote it. */
+const UNCHANGED_RESEND_MS = 10 * 60_000;
 
 /**
  * Copies small JSON files to S3 so that readers (supernodes) have them while the auth service is down.
@@ -69,7 +76,7 @@ export class S3Publisher {
   private readonly client: S3Client;
   private readonly ownsClient: boolean;
   private readonly slots = new Map<string, Slot>();
-  private readonly counters: S3PublisherStats = { published: 0, failures: 0 };
+  private readonly counters: S3PublisherStats = { published: 0, failures: 0, unchanged: 0 };
   private readonly sleeping = new Set<() => void>();
   private stopped = false;
 
@@ -103,6 +110,11 @@ export class S3Publisher {
       slot = { name, failures: 0 };
       this.slots.set(name, slot);
     }
+    // The revocation list is rebuilt every few seconds and rarely changes: skip puts that change nothing.
+    if (!slot.loop && slot.sent?.body === body && Date.now() - slot.sent.at < UNCHANGED_RESEND_MS) {
+      this.counters.unchanged++;
+      return;
+    }
     slot.pending = { body, cacheControl };
     slot.loop ??= this.drain(slot);
   }
@@ -132,6 +144,7 @@ export class S3Publisher {
       try {
         await this.put(slot.name, content.body, content.cacheControl);
         this.counters.published++;
+        slot.sent = { body: content.body, at: Date.now() };
         if (slot.failures > 0) {
           this.options.log.info(
             { object: this.keyOf(slot.name), failures: slot.failures },

@@ -52,7 +52,22 @@ describe('S3Publisher', () => {
       },
       expect.objectContaining({ Key: 'auth/revocations.json', CacheControl: 'public, max-age=5' }),
     ]);
-    expect(p.stats).toEqual({ published: 2, failures: 0 });
+    expect(p.stats).toEqual({ published: 2, failures: 0, unchanged: 0 });
+    await p.stop();
+  });
+
+  it('does not send an unchanged body again, but sends a changed one', async () => {
+    const { p } = publisher();
+    p.publish('revocations.json', 'v1', 'public, max-age=5');
+    await p.idle();
+    p.publish('revocations.json', 'v1', 'public, max-age=5');
+    p.publish('revocations.json', 'v1', 'public, max-age=5');
+    await p.idle();
+    expect(puts()).toHaveLength(1);
+    p.publish('revocations.json', 'v2', 'public, max-age=5');
+    await p.idle();
+    expect(puts().map((put) => put.Body)).toEqual(['v1', 'v2']);
+    expect(p.stats).toEqual({ published: 2, failures: 0, unchanged: 2 });
     await p.stop();
   });
 
