@@ -6,10 +6,12 @@ export const MAX_JWKS_BYTES = 64 * 1024;
 const MAX_KEYS = 32;
 
 export interface KeyStoreOptions {
-  /** Where the public keys come from: an http(s) URL or a file path. Exactly one. */
+  /** Where the public keys come from: an http(s) or s3:// URL, or a file path. Exactly one. */
   jwksUrl?: string;
   jwksFile?: string;
   refreshMs: number;
+  /** Region of the bucket of an s3:// URL. @default the SDK's resolution */
+  s3Region?: string;
   log: Logger;
 }
 
@@ -28,6 +30,7 @@ export class KeyStore {
       url: options.jwksUrl,
       file: options.jwksFile,
       refreshMs: options.refreshMs,
+      s3Region: options.s3Region,
       maxBytes: MAX_JWKS_BYTES,
       log: options.log,
       parse: (value) => {

@@ -8,7 +8,7 @@ export interface PolledJsonOptions<T> {
   /** Exactly one source: an http(s) or s3://bucket/key URL, or a file path. */
   url?: string;
   file?: string;
-  /** Region of the S3 client for an s3:// URL. @default setDefaultS3Region's, else the SDK's resolution */
+  /** Region of the S3 client for an s3:// URL. @default the SDK's resolution */
   s3Region?: string;
   refreshMs: number;
   maxBytes: number;

@@ -30,6 +30,8 @@ export class RevocationList {
     url?: string;
     file?: string;
     refreshMs: number;
+    /** Region of the bucket of an s3:// URL. @default the SDK's resolution */
+    s3Region?: string;
     log: Logger;
     onChange: () => void;
   }) {
@@ -38,6 +40,7 @@ export class RevocationList {
       url: options.url,
       file: options.file,
       refreshMs: options.refreshMs,
+      s3Region: options.s3Region,
       maxBytes: MAX_REVOCATIONS_BYTES,
       log: options.log,
       parse: (value) => {

@@ -27,16 +27,6 @@ export function isS3Url(url: string | undefined): boolean {
 }
 
 /**
- * Region for S3 clients the node creates when none is given per source (`--s3-region`); undefined
- * leaves it to the SDK (AWS_REGION, the shared config, then instance metadata). Process-wide because
- * the key set and revocation list build their sources themselves; production runs one node per process.
- */
-let defaultRegion: string | undefined;
-export function setDefaultS3Region(region: string | undefined): void {
-  defaultRegion = region;
-}
-
-/**
  * The default client, loaded on first use only (the SDK costs start-up memory a node with http:// or
  * file sources does not need). The SDK resolves AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, by itself;
  * with either set, requests go path-style so that a stand-in on 127.0.0.1 needs no bucket subdomains.
@@ -63,7 +53,7 @@ export interface S3SourceOptions {
   maxBytes: number;
   /** Upper bound on one read, body included. */
   timeoutMs: number;
-  /** @default the process default (setDefaultS3Region), else the SDK's resolution */
+  /** @default the SDK's resolution (AWS_REGION, shared config, instance metadata) */
   region?: string;
   /** @default s3ClientFromEnv(region) */
   client?: S3Client;
@@ -87,7 +77,7 @@ export class S3Source {
   /** Reads the object; with `ifNoneMatch`, an unchanged object costs a 304 and no body. */
   async read(ifNoneMatch?: string): Promise<S3Read> {
     const { name, maxBytes, timeoutMs } = this.options;
-    this.client ??= s3ClientFromEnv(this.options.region ?? defaultRegion);
+    this.client ??= s3ClientFromEnv(this.options.region);
     const { GetObjectCommand } = require('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;

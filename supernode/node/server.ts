@@ -26,7 +26,6 @@ import { KeyStore } from './keys';
 import { type DisconnectReason, NodeMetrics, type RefusalReason } from './metrics';
 import { PresenceRegistry } from './presence';
 import { RevocationList } from './revocations';
-import { isS3Url, setDefaultS3Region } from './s3-source';
 import type { TerminationWatch } from './termination-watch';
 import { TokenBucket } from './token-bucket';
 
@@ -100,11 +99,11 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   // Read before anything starts: a bad secret file stops the node like a bad option.
   const meshSecret = config.mesh ? meshSecretOf(config) : undefined;
   const log = logger ?? createLogger(config.logLevel, 'supernode');
-  if (isS3Url(config.jwksUrl) || isS3Url(config.revocationsUrl)) setDefaultS3Region(config.s3Region);
   const keys = new KeyStore({
     jwksUrl: config.jwksUrl,
     jwksFile: config.jwksFile,
     refreshMs: config.jwksRefreshMs,
+    s3Region: config.s3Region,
     log,
   });
   const presence = new PresenceRegistry<Session>(config.maxSessionsPerUser);
@@ -114,6 +113,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
           url: config.revocationsUrl,
           file: config.revocationsFile,
           refreshMs: config.revocationsRefreshMs,
+          s3Region: config.s3Region,
           log,
           onChange: () => {
             for (const session of presence.all()) {
