@@ -1,4 +1,7 @@
+import { App, Stack } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Observability } from '../../lib/constructs/observability';
+import { TierNetwork } from '../../lib/constructs/tier-network';
 import { resourcesOf, type SynthesizedTier, synthTier } from './tier';
 
 let tier: SynthesizedTier;
@@ -149,4 +152,17 @@ test('outputs tell the operator the endpoints and what to run next', () => {
     ].sort(),
   );
   expect(JSON.stringify(template.toJSON().Outputs.TryIt)).toContain('supernode client signup');
+});
+
+describe('props validation', () => {
+  const stack = () => new Stack(new App(), 'T');
+  test.each([
+    [{ shedRatio: 1.5 }, /shedRatio must be in \(0, 1\)/],
+    [{ nodeCpuPercent: 0 }, /nodeCpuPercent must be in \(0, 100\]/],
+  ])('Observability refuses %j', (props, message) => {
+    expect(() => new Observability(stack(), 'O', { fleets: [], ...props })).toThrow(message);
+  });
+  test('TierNetwork refuses 0 NAT gateways', () => {
+    expect(() => new TierNetwork(stack(), 'N', { natGateways: 0 })).toThrow(/natGateways must be 1, 2 or 3/);
+  });
 });
