@@ -83,8 +83,18 @@ test('npm start runs the store, auth and three supernodes; Ctrl-C stops it; a re
   for (let i = 0; i < 60 && !(await alice.lookup('bob')).online; i++)
     await new Promise((r) => setTimeout(r, 50));
   expect(await alice.lookup('bob')).toMatchObject({ online: true, node: nodeUrls[0] });
-  // With an ack, a refused relay fails the test at once instead of leaving it waiting for bob.
-  expect((await alice.sendWithAck('bob', Buffer.from('hello bob'))).delivered).toBe(1);
+  // With an ack, a refused relay is known at once. Under a loaded machine the mesh link between the two
+  // nodes may still be (re)connecting: unknown_recipient is the documented answer then, and a client
+  // retries. More than a few seconds of it fails the test.
+  let ack: { delivered: number } | undefined;
+  for (let i = 0; i < 20 && !ack; i++) {
+    ack = await alice.sendWithAck('bob', Buffer.from('hello bob')).catch(async (err: { code?: string }) => {
+      if (err.code !== 'unknown_recipient') throw err;
+      await new Promise((r) => setTimeout(r, 250));
+      return undefined;
+    });
+  }
+  expect(ack?.delivered).toBe(1);
   expect(await received).toBe('hello bob');
   expect((await stunBinding('127.0.0.1', STUN_PORT)).address).toBe('127.0.0.1');
   await Promise.all([alice.close(), bob.close()]);
