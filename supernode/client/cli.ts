@@ -1,8 +1,9 @@
 import { join } from 'node:path';
-import { helpText, parseOptions } from '../config/options';
-import { AuthClient, AuthError, type Tokens } from './auth-client';
+import { helpText, type OptionTable, type OptionValues, parseOptions } from '../config/options';
+import { AuthClient, AuthError } from './auth-client';
 import { FileCredentialStore } from './credentials';
-import { type DeliveredMessage, SessionError, SupernodeSession } from './session';
+import { ClientError, SupernodeClient } from './resilient-client';
+import { SessionError } from './session';
 
 const clientOptions = {
   auth: {
@@ -15,7 +16,22 @@ const clientOptions = {
     kind: 'string',
     env: 'SUPERNODE_NODE_URL',
     default: 'ws://127.0.0.1:7001',
-    help: 'Supernode to connect to.',
+    help: 'Supernode to connect to (ignored with --nodes).',
+  },
+  nodes: {
+    kind: 'list',
+    env: 'SUPERNODE_NODE_URLS',
+    default: [],
+    maxItems: 64,
+    help: "connect: supernodes to try in turn when one fails or drains (or the load balancer's URL).",
+  },
+  startJitterMs: {
+    kind: 'int',
+    env: 'SUPERNODE_START_JITTER_MS',
+    default: 0,
+    min: 0,
+    max: 600_000,
+    help: 'connect: wait a random time up to this before connecting (many clients starting at once).',
   },
   username: { kind: 'string', env: 'SUPERNODE_USERNAME', help: 'Your username (required).' },
   password: { kind: 'string', env: 'SUPERNODE_PASSWORD', help: 'Your password (signup, login).' },
@@ -36,14 +52,15 @@ const clientOptions = {
     default: '.data',
     help: 'Where the credential cache lives (<dir>/client/).',
   },
-} as const;
+} as const satisfies OptionTable;
 
 const USAGE = `Usage: supernode client <signup|login|connect> [options]
 
   signup    create the account (--username, --password)
   login     log in and cache the tokens (--username, --password)
-  connect   connect with the cached token (refreshing it if expired), optionally --lookup a user
-            or --send --message to one, then print what arrives`;
+  connect   connect with the cached token (refreshing it if expired; with --password, logging in
+            if nothing usable is cached), optionally --lookup a user or --send --message to one, then
+            print what arrives; reconnects (another node if need be) until it stops`;
 
 /** A way to try the tier by hand; applications embed the SDK classes instead. */
 export async function runClient(argv: string[]): Promise<void> {
@@ -69,36 +86,53 @@ export async function runClient(argv: string[]): Promise<void> {
       return;
     }
     if (action !== 'connect') throw new Error(`unknown client action "${action.slice(0, 20)}"`);
-    let tokens: Tokens | undefined = await credentials.load(username);
-    if (!tokens) throw new Error(`no cached credentials for ${username}: run "supernode client login" first`);
-    if (tokens.expiresAt <= Date.now() + 5000) {
-      tokens = await auth.refresh(tokens.refreshToken);
-      await credentials.save(username, tokens);
-    }
-    const session = await SupernodeSession.connect({ url: options.node, token: tokens.accessToken });
-    console.log(`connected to ${session.welcome.node} as ${session.user}`);
-    session.on('message', (m: DeliveredMessage) =>
-      console.log(`message from ${m.from}: ${m.payload.toString()}`),
+    await connect(
+      new SupernodeClient({
+        username,
+        nodes: options.nodes.length > 0 ? options.nodes : [options.node],
+        auth,
+        credentials,
+        password: () => options.password,
+      }),
+      options,
     );
-    session.on('drain', () => console.log('the node is draining: reconnect to another node'));
-    session.on('close', (code: number) => console.log(`session closed (${code})`));
-    if (options.lookup) console.log(JSON.stringify(await session.lookup(options.lookup)));
-    if (options.send) {
-      const ack = await session.sendWithAck(options.send, Buffer.from(options.message));
-      console.log(`sent to ${options.send}: delivered to ${ack.delivered} session(s)`);
-    }
-    if (options.waitMs > 0) {
-      await new Promise((resolve) => setTimeout(resolve, options.waitMs));
-      await session.close();
-    } else {
-      console.log('waiting for messages; Ctrl-C to stop');
-      process.once('SIGINT', () => void session.close().then(() => process.exit(0)));
-    }
   } catch (err) {
-    if (err instanceof AuthError || err instanceof SessionError) {
+    if (err instanceof AuthError || err instanceof SessionError || err instanceof ClientError) {
       console.error(`supernode client ${action}: ${err.code}: ${err.message}`);
       process.exit(1);
     }
     throw err;
+  }
+}
+
+/** `connect`: the resilient client, reporting what it does on the console. */
+async function connect(client: SupernodeClient, options: OptionValues<typeof clientOptions>): Promise<void> {
+  client.on('connected', (e) =>
+    console.log(`connected to ${e.node} (${e.url})${e.resumed ? ' with the cached token' : ''}`),
+  );
+  client.on('disconnected', (e) => console.log(`session on ${e.node} closed (${e.code} ${e.reason})`));
+  client.on('retry_scheduled', (e) => console.log(`${e.step} in ${e.delayMs} ms (${e.reason})`));
+  client.on('token_refreshed', () => console.log('access token refreshed'));
+  client.on('rehomed', (e) => console.log(`moved from ${e.from.node} to ${e.to.node}`));
+  client.on('message', (m) => console.log(`message from ${m.from}: ${m.payload.toString()}`));
+  client.on('credentials_required', ({ reason }) => {
+    console.error(
+      `supernode client connect: ${reason}: run "supernode client login" first, or pass --password`,
+    );
+    process.exit(1);
+  });
+  client.start({ startJitterMs: options.startJitterMs });
+  await client.whenConnected();
+  if (options.lookup) console.log(JSON.stringify(await client.lookup(options.lookup)));
+  if (options.send) {
+    const ack = await client.sendWithAck(options.send, Buffer.from(options.message));
+    console.log(`sent to ${options.send}: delivered to ${ack.delivered} session(s)`);
+  }
+  if (options.waitMs > 0) {
+    await new Promise((resolve) => setTimeout(resolve, options.waitMs));
+    await client.stop();
+  } else {
+    console.log('waiting for messages; Ctrl-C to stop');
+    process.once('SIGINT', () => void client.stop().then(() => process.exit(0)));
   }
 }
