@@ -15,6 +15,7 @@ Commands:
   local       Run the local tier: store, auth service and three supernodes
   client      Sign up, log in and connect as a user (try the tier by hand)
   soak        Release gate: exit 0 only after /readyz stays ready for the soak period
+  drill       Recreate the 2007 login storm and the 2010 supernode crash on a local tier, measured
 
 Run "supernode <command> --help" for the options of a command.`;
 
@@ -26,6 +27,8 @@ const commands: Record<string, Command> = {
   local: runLocalTier,
   client: runClient,
   soak: runSoak,
+  // Loaded on demand: the drills pull in the whole client side.
+  drill: (argv) => (require('./drill/cli') as typeof import('./drill/cli')).runDrill(argv),
 };
 
 async function runAuth(argv: string[]): Promise<void> {

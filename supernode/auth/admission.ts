@@ -111,6 +111,9 @@ export class HashPool {
   private head: Entry | null = null;
   private tail: Entry | null = null;
   private readonly s: HashPoolStats;
+  private shedRate = 0;
+  private shedInWindow = 0;
+  private shedWindowStart = 0;
 
   constructor(options: HashPoolOptions) {
     const { concurrency, maxQueue, deadlineMs, initialRunMs = 400 } = options;
@@ -150,6 +153,33 @@ export class HashPool {
    * each counted as a full average run. Conservative (a running hash is partly done), which suits retry
    * advice: a client told to come back after this should find room.
    */
+  /**
+   * How long until the clients turned away in the last seconds could be served: shed rate over hash
+   * capacity, in ms. In a storm the queue is short but thousands wait outside it; advising only the
+   * queue's wait would bring them all back within a second or two, at many times what can be served.
+   */
+  pressureMs(): number {
+    this.rollShedWindow(this.now());
+    const capacityPerSec = (this.concurrency * 1000) / this.s.runMsEwma;
+    return (this.shedRate / capacityPerSec) * 1000;
+  }
+
+  private noteShed(): void {
+    this.rollShedWindow(this.now());
+    this.shedInWindow++;
+  }
+
+  /** Sheds per second, smoothed over 1 s windows with a 1 s half-life; idle windows decay it. */
+  private rollShedWindow(now: number): void {
+    const elapsed = now - this.shedWindowStart;
+    if (elapsed < 1000) return;
+    const observed = (this.shedInWindow * 1000) / elapsed;
+    const keep = 0.5 ** Math.min(elapsed / 1000, 30);
+    this.shedRate = this.shedRate * keep + observed * (1 - keep);
+    this.shedInWindow = 0;
+    this.shedWindowStart = now;
+  }
+
   estimatedWaitMs(): number {
     return Math.ceil((this.s.inFlight + this.s.queued) / this.concurrency) * this.s.runMsEwma;
   }
@@ -162,7 +192,7 @@ export class HashPool {
    */
   retryAfterMs(): number {
     const base = Math.min(
-      Math.max(Math.ceil(this.estimatedWaitMs()), MIN_RETRY_AFTER_MS),
+      Math.max(Math.ceil(this.estimatedWaitMs()), Math.ceil(this.pressureMs()), MIN_RETRY_AFTER_MS),
       MAX_RETRY_AFTER_MS / 2,
     );
     const u = Math.min(Math.max(this.random(), 0), 1);
@@ -176,6 +206,7 @@ export class HashPool {
   reserve(): Reservation {
     if (this.s.inFlight + this.s.queued >= this.concurrency + this.maxQueue) {
       this.s.shedQueueFull++;
+      this.noteShed();
       return { admitted: false, reason: 'queue_full', retryAfterMs: this.retryAfterMs() };
     }
     const e: Entry = {

@@ -233,6 +233,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     },
   });
   app.server.headersTimeout = 10_000;
+  app.server.maxConnections = config.maxConnections;
   // JSON only: a text/plain body is a wrong content type, not a string to validate.
   app.removeContentTypeParser('text/plain');
 

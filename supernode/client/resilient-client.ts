@@ -22,7 +22,7 @@ import {
   type Target,
 } from './decisions';
 import { DEFAULT_RETRY_BUDGET, RetryBudget, type RetryBudgetOptions } from './retry-budget';
-import { type DeliveredMessage, type SessionOptions, SupernodeSession } from './session';
+import { type DeliveredMessage, SessionError, type SessionOptions, SupernodeSession } from './session';
 
 /** The calls the client makes to the auth service; an AuthClient, or a fake in tests. */
 export type AuthApi = Pick<AuthClient, 'login' | 'refresh'>;
@@ -62,6 +62,12 @@ export interface SupernodeClientOptions {
   retryBudget?: Partial<RetryBudgetOptions>;
   /** After losing a session, the first reconnect waits random(0, this): 1000 ms. */
   reconnectJitterMs?: number;
+  /**
+   * A password login after a lost session (credentials gone or refresh token rejected) first waits
+   * random(0, this): 30 s. Every other client of a mass event is logging in too. The first login after
+   * `start()` (someone is waiting for it) is not delayed.
+   */
+  loginSpreadMs?: number;
   /** Give up (`gave_up`, then `stopped`) after failing this long without a session; default never. */
   maxRetryMs?: number;
   /** Time allowed for a connect and its welcome: 10 s. */
@@ -149,6 +155,7 @@ export class SupernodeClient extends EventEmitter<ClientEvents> {
   private readonly reconnectJitterMs: number;
   private readonly maxRetryMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly loginSpreadMs: number;
   private readonly scheduler: Scheduler;
   private readonly random: Random;
   private readonly openSession: (options: SessionOptions) => Promise<ClientSession>;
@@ -200,6 +207,7 @@ export class SupernodeClient extends EventEmitter<ClientEvents> {
     this.reconnectJitterMs = options.reconnectJitterMs ?? 1000;
     this.maxRetryMs = options.maxRetryMs ?? Number.POSITIVE_INFINITY;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.loginSpreadMs = options.loginSpreadMs ?? 30_000;
     this.scheduler = options.scheduler ?? systemScheduler;
     this.random = options.random ?? Math.random;
     this.openSession = options.connect ?? ((o) => SupernodeSession.connect(o));
@@ -265,8 +273,25 @@ export class SupernodeClient extends EventEmitter<ClientEvents> {
     });
   }
 
+  /**
+   * Lookups are read-only, so one lost with its session (the node crashed or drained mid-request) is
+   * asked again once on the next session, if that opens within the connect timeout.
+   */
   async lookup(user: string): Promise<LookupResult> {
-    return this.open().lookup(user);
+    const session = this.open();
+    try {
+      return await session.lookup(user);
+    } catch (err) {
+      if (!(err instanceof SessionError) || err.closeCode === undefined || session.isOpen) throw err;
+      let cancel: (() => void) | undefined;
+      const next = await Promise.race([
+        this.whenConnected(),
+        new Promise<never>((_, reject) => {
+          cancel = this.scheduler.schedule(() => reject(err), this.connectTimeoutMs);
+        }),
+      ]).finally(() => cancel?.());
+      return next.lookup(user);
+    }
   }
 
   async ping(): Promise<number> {
@@ -326,6 +351,13 @@ export class SupernodeClient extends EventEmitter<ClientEvents> {
       return;
     }
     if (next.step === 'connect') this.retarget(next.target, next.alternatives);
+    // A password login nobody is waiting for (the session was lost and the credentials with it) is
+    // the request a login storm is made of: spread it, since every other client is starting one too.
+    if (next.step === 'login' && next.wait === 'now' && this.home !== undefined && this.loginSpreadMs > 0) {
+      const delayMs = Math.floor(this.random() * this.loginSpreadMs);
+      this.wait('login', delayMs, `${next.reason} (spread)`, 0);
+      return;
+    }
     if (next.wait === 'now') {
       void this.run(next.step);
       return;

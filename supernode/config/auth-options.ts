@@ -197,6 +197,14 @@ export const authOptionTable = {
     max: 86_400,
     help: 'Longest lock.',
   },
+  maxConnections: {
+    kind: 'int',
+    env: 'AUTH_MAX_CONNECTIONS',
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    help: 'Open connections beyond which new ones are closed at once: a storm of connections must not exhaust the file limit.',
+  },
   trustProxy: {
     kind: 'bool',
     env: 'AUTH_TRUST_PROXY',

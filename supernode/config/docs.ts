@@ -1,3 +1,5 @@
+import { crashOptionTable } from '../drill/crash';
+import { stormOptionTable } from '../drill/storm';
 import { soakOptionTable } from '../soak';
 import { authOptionTable } from './auth-options';
 import { nodeOptionTable } from './node-options';
@@ -38,6 +40,8 @@ export function configurationMarkdown(): string {
     '`AWS_ENDPOINT_URL_DYNAMODB` from the environment.',
     '',
     ...section('Release gate', 'supernode soak [options]', soakOptionTable),
+    ...section('Storm drill', 'supernode drill storm [options]', stormOptionTable),
+    ...section('Crash drill', 'supernode drill crash [options]', crashOptionTable),
   ].join('\n');
 }
 

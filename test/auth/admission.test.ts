@@ -109,6 +109,32 @@ describe('HashPool', () => {
     expect(pool.stats).toMatchObject({ queued: 3, inFlight: 0, shedQueueFull: 1 });
   });
 
+  it('in a storm the advice grows with the shed rate: clients come back about when they can be served', () => {
+    let now = 10_000;
+    const pool = new HashPool({
+      concurrency: 2,
+      maxQueue: 0,
+      deadlineMs: 10_000,
+      initialRunMs: 500,
+      now: () => now,
+      random: () => 0,
+    });
+    pool.reserve();
+    pool.reserve(); // full: two running, no queue
+    const quiet = pool.reserve() as { retryAfterMs: number };
+    expect(quiet.retryAfterMs).toBe(500); // one round of hashing
+    // 400 turned away per second for 3 s against a capacity of 4 per second.
+    for (let second = 0; second < 3; second++) {
+      for (let i = 0; i < 400; i++) pool.reserve();
+      now += 1000;
+    }
+    expect(pool.pressureMs()).toBeGreaterThan(50_000);
+    expect((pool.reserve() as { retryAfterMs: number }).retryAfterMs).toBe(30_000); // capped base, no jitter here
+    // Quiet again: the pressure halves every second.
+    now += 10_000;
+    expect(pool.pressureMs()).toBeLessThan(1000);
+  });
+
   it('gives retry advice that grows with the backlog, jittered over [base, 2 * base)', async () => {
     const advice = (maxQueue: number, u: number) => {
       const pool = new HashPool({

@@ -203,6 +203,63 @@ describe('failover', () => {
     await client.stop();
   });
 
+  it('a password login after a lost session (credentials gone) is spread over the login window', async () => {
+    const { client, nodes, auth, store, events } = harness({
+      cached: issue(),
+      reconnectJitterMs: 1000,
+      loginSpreadMs: 30_000,
+    });
+    client.start();
+    await advance();
+    store.saved.clear();
+    nodes.last.drop(1006);
+    await advance(500); // the reconnect jitter: no credentials, so a login is next
+    expect(events.at(-1)).toEqual([
+      'retry_scheduled',
+      { step: 'login', attempt: 0, delayMs: 15_000, reason: 'no_credentials (spread)' },
+    ]);
+    await advance(14_999);
+    expect(auth.loginCalls).toHaveLength(0);
+    await advance(1);
+    expect(auth.loginCalls).toHaveLength(1);
+    expect(client.session).toBeDefined();
+    await client.stop();
+  });
+
+  it('the first login after start is not delayed: someone is waiting for it', async () => {
+    const { client, auth } = harness({ loginSpreadMs: 30_000 });
+    client.start();
+    await advance();
+    expect(auth.loginCalls).toHaveLength(1);
+    await client.stop();
+  });
+
+  it('a lookup lost with its session is asked again on the next session (lookups are read-only)', async () => {
+    const { client, nodes } = harness({ cached: issue(), reconnectJitterMs: 1000 });
+    client.start();
+    await advance();
+    const first = nodes.last;
+    // The node dies while the lookup is pending: the session closes and rejects what was pending.
+    first.lookup = () => {
+      first.drop(1006);
+      return Promise.reject(new SessionError('closed', 'session closed: 1006', 1006));
+    };
+    const answer = client.lookup('bob');
+    await advance(1000);
+    expect(nodes.last.url).toBe('ws://b');
+    await expect(answer).resolves.toMatchObject({ online: true, node: 'ws://b' });
+    await client.stop();
+  });
+
+  it('a lookup refused by a live session is not asked again', async () => {
+    const { client, nodes } = harness({ cached: issue() });
+    client.start();
+    await advance();
+    nodes.last.lookup = () => Promise.reject(new SessionError('rate_limited', 'too many lookups'));
+    await expect(client.lookup('bob')).rejects.toMatchObject({ code: 'rate_limited' });
+    await client.stop();
+  });
+
   it('a crashed node (1006): reconnects to the next one within the reconnect jitter', async () => {
     const { client, nodes, events } = harness({ cached: issue(), reconnectJitterMs: 1000 });
     client.start();
