@@ -77,8 +77,9 @@ export class DrillTier {
     if (!auth || auth.exitCode !== null) return;
     const exited = new Promise((resolve) => auth.once('exit', resolve));
     auth.kill('SIGTERM');
-    await Promise.race([exited, sleep(10_000).then(() => auth.kill('SIGKILL'))]);
+    const force = setTimeout(() => auth.kill('SIGKILL'), 10_000);
     await exited;
+    clearTimeout(force);
   }
 
   async startNode(node: FleetNode): Promise<void> {
