@@ -4,10 +4,11 @@ import type { FleetPlacement, TierConfig } from '../config';
 import { AccessLogBucket } from '../constructs/access-logs';
 import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
-import { FLEET_PORTS, SupernodeFleet } from '../constructs/supernode-fleet';
+import { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
 import { acknowledgeFleetFindings, acknowledgeStackFindings } from './nag';
 import { publicationBucketName } from './naming';
+import { fleetOutputs } from './outputs';
 
 export interface FleetStackProps extends StackProps {
   readonly config: TierConfig;
@@ -45,14 +46,7 @@ export class SupernodeFleetStack extends Stack {
     acknowledgeFleetFindings(this.fleet);
     acknowledgeStackFindings(this, logs);
 
-    new CfnOutput(this, 'SessionUrl', {
-      value: this.fleet.sessionUrl,
-      description: 'Supernode sessions (WebSocket)',
-    });
-    new CfnOutput(this, 'StunAddress', {
-      value: `${this.fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,
-      description: 'STUN over UDP',
-    });
+    fleetOutputs(this, this.fleet);
     new CfnOutput(this, 'AlarmTopicArn', {
       value: this.observability.alarmTopic.topicArn,
       description: 'Alarms of this region: aws sns subscribe --topic-arn <this> --protocol email ...',

@@ -5,10 +5,11 @@ import { AccessLogBucket } from '../constructs/access-logs';
 import { AuthService } from '../constructs/auth-service';
 import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
-import { FLEET_PORTS, SupernodeFleet } from '../constructs/supernode-fleet';
+import { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
 import { acknowledgeAuthFindings, acknowledgeFleetFindings, acknowledgeStackFindings } from './nag';
 import { publicationBucketName } from './naming';
+import { fleetOutputs } from './outputs';
 
 export interface HomeStackProps extends StackProps {
   readonly config: TierConfig;
@@ -79,14 +80,7 @@ export class SupernodeHomeStack extends Stack {
         : 'Auth API base URL (sign-up, login, refresh, JWKS)',
     });
     if (this.fleet) {
-      new CfnOutput(this, 'SessionUrl', {
-        value: this.fleet.sessionUrl,
-        description: 'Supernode sessions (WebSocket)',
-      });
-      new CfnOutput(this, 'StunAddress', {
-        value: `${this.fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,
-        description: 'STUN over UDP',
-      });
+      fleetOutputs(this, this.fleet);
       new CfnOutput(this, 'TryIt', {
         value: `npx supernode client signup --auth ${authUrl} --username alice --password '<12+ chars>' && npx supernode client connect --auth ${authUrl} --node ${this.fleet.sessionUrl} --username alice`,
         description: 'Next step: create an account and open a session',

@@ -40,3 +40,20 @@ export class FileCredentialStore implements CredentialStore {
     await rm(this.path(user), { force: true });
   }
 }
+
+/** Tokens in memory only: for processes with no disk to keep them on, simulations and tests. */
+export class MemoryCredentialStore implements CredentialStore {
+  readonly tokens = new Map<string, Tokens>();
+
+  async load(user: string): Promise<Tokens | undefined> {
+    return this.tokens.get(user);
+  }
+
+  async save(user: string, tokens: Tokens): Promise<void> {
+    this.tokens.set(user, tokens);
+  }
+
+  async clear(user: string): Promise<void> {
+    this.tokens.delete(user);
+  }
+}

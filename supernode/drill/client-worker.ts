@@ -3,8 +3,8 @@
  * application embeds) with its own credential cache, on a real WebSocket. The parent sends commands
  * and reads figures over IPC. Many processes share the load: one process may hold 20,000 files.
  */
-import { AuthClient, type Tokens } from '../client/auth-client';
-import type { CredentialStore } from '../client/credentials';
+import { AuthClient } from '../client/auth-client';
+import { MemoryCredentialStore } from '../client/credentials';
 import { SupernodeClient } from '../client/resilient-client';
 import { mintAccessTokens } from './tier';
 
@@ -51,20 +51,6 @@ export interface WorkerReport {
   /** When clients got a session back after losing one (epoch ms), since the last report. */
   reconnectedAt: number[];
   rehomes: number;
-}
-
-/** Tokens in memory: the drill's clients have no disk, and "wipe" is the lost-credentials event. */
-class MemoryCredentialStore implements CredentialStore {
-  readonly tokens = new Map<string, Tokens>();
-  async load(user: string): Promise<Tokens | undefined> {
-    return this.tokens.get(user);
-  }
-  async save(user: string, tokens: Tokens): Promise<void> {
-    this.tokens.set(user, tokens);
-  }
-  async clear(user: string): Promise<void> {
-    this.tokens.delete(user);
-  }
 }
 
 /** The configuration comes over IPC: a user list does not fit in one environment variable (128 KiB). */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Tokens } from '../../supernode/client/auth-client';
-import type { CredentialStore } from '../../supernode/client/credentials';
+import { MemoryCredentialStore } from '../../supernode/client/credentials';
 import {
   type AuthApi,
   type ClientSession,
@@ -123,16 +123,10 @@ export class FakeAuth implements AuthApi {
   }
 }
 
-export class MemoryStore implements CredentialStore {
-  readonly saved = new Map<string, Tokens>();
-  async load(user: string): Promise<Tokens | undefined> {
-    return this.saved.get(user);
-  }
-  async save(user: string, tokens: Tokens): Promise<void> {
-    this.saved.set(user, tokens);
-  }
-  async clear(user: string): Promise<void> {
-    this.saved.delete(user);
+/** The SDK's memory store, with the name the tests read it by. */
+export class MemoryStore extends MemoryCredentialStore {
+  get saved(): Map<string, Tokens> {
+    return this.tokens;
   }
 }
 

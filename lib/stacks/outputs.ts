@@ -1,0 +1,14 @@
+import { CfnOutput, type Stack } from 'aws-cdk-lib';
+import { FLEET_PORTS, type SupernodeFleet } from '../constructs/supernode-fleet';
+
+/** Where clients of a fleet connect: the same two outputs in every stack that holds a fleet. */
+export function fleetOutputs(stack: Stack, fleet: SupernodeFleet): void {
+  new CfnOutput(stack, 'SessionUrl', {
+    value: fleet.sessionUrl,
+    description: 'Supernode sessions (WebSocket)',
+  });
+  new CfnOutput(stack, 'StunAddress', {
+    value: `${fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,
+    description: 'STUN over UDP',
+  });
+}
