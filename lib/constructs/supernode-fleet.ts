@@ -101,7 +101,7 @@ export class SupernodeFleet extends Construct {
   readonly completeLifecyclePolicy: Policy;
   readonly floor: number;
   readonly clientsPerNode: number;
-  /** ws(s) URL clients connect to. */
+  /** Base URL clients connect to (`wss://<nlb>`, or `ws://<nlb>:443` without TLS); sessions at /v1/session. */
   readonly sessionUrl: string;
 
   constructor(scope: Construct, id: string, props: SupernodeFleetProps) {
@@ -261,7 +261,11 @@ export class SupernodeFleet extends Construct {
       protocol: Protocol.UDP,
       defaultTargetGroups: [this.stunTargets],
     });
-    this.sessionUrl = `${tls ? 'wss' : 'ws'}://${this.loadBalancer.loadBalancerDnsName}/v1/session`;
+    // The node's base URL as clients and lookups use it (the SDK adds /v1/session); plain ws needs the
+    // port spelled out, since 443 is not its default.
+    this.sessionUrl = tls
+      ? `wss://${this.loadBalancer.loadBalancerDnsName}`
+      : `ws://${this.loadBalancer.loadBalancerDnsName}:443`;
 
     // Termination waits (up to the heartbeat) while the node drains; the node completes the action.
     this.group.addLifecycleHook('Drain', {

@@ -5,7 +5,7 @@ import { FLEET_PORTS, type SupernodeFleet } from '../constructs/supernode-fleet'
 export function fleetOutputs(stack: Stack, fleet: SupernodeFleet): void {
   new CfnOutput(stack, 'SessionUrl', {
     value: fleet.sessionUrl,
-    description: 'Supernode sessions (WebSocket)',
+    description: 'Supernode base URL for clients (sessions at /v1/session)',
   });
   new CfnOutput(stack, 'StunAddress', {
     value: `${fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,

@@ -72,6 +72,8 @@ test('user data installs a systemd service, soaks it, and signals only after the
   expect(script).toContain('SUPERNODE_AUTO_SCALING_GROUP=$GROUP_NAME');
   expect(script).toContain('SUPERNODE_LIFECYCLE_HOOK=drain');
   expect(script).toContain('SUPERNODE_JWKS_URL=s3://<ref>/jwks.json');
+  // The base URL lookups hand out: the SDK adds /v1/session; plain ws must name port 443.
+  expect(script).toContain('SUPERNODE_PUBLIC_URL=ws://<ref>:443\n');
   expect(script).toContain('SUPERNODE_MESH_SECRET_FILE=/etc/supernode/mesh-secret');
   expect(script).toContain("trap 'signal 1' ERR");
   const soak = script.indexOf(
@@ -226,10 +228,7 @@ test('a certificate turns the session listener into TLS and the URL into wss', (
     Certificates: [{ CertificateArn: arn }],
   });
   expect(withTls.home.resolve(withTls.home.fleet?.sessionUrl)).toEqual({
-    'Fn::Join': [
-      '',
-      ['wss://', { 'Fn::GetAtt': [expect.stringMatching(/^FleetLoadBalancer/), 'DNSName'] }, '/v1/session'],
-    ],
+    'Fn::Join': ['', ['wss://', { 'Fn::GetAtt': [expect.stringMatching(/^FleetLoadBalancer/), 'DNSName'] }]],
   });
 });
 
