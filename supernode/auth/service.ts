@@ -225,9 +225,16 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_BODY_BYTES,
-    trustProxy: config.trustProxy,
+    // One hop, the ALB: it appends the address it saw to X-Forwarded-For, so that last entry is the
+    // client. `true` trusted every hop and took the first entry, which the client writes itself: any
+    // caller could pick a new address per request and escape the per-IP limits (found by
+    // test/hostile/auth-api.test.ts).
+    trustProxy: config.trustProxy ? (_address: string, hop: number) => hop === 0 : false,
     requestTimeout: 30_000,
     return503OnClosing: true,
+    // Node checks headersTimeout (below) only every connectionsCheckingInterval, 30 s by default: a
+    // slow-loris request held its connection 30-40 s instead of 10 (test/hostile/slow.test.ts).
+    http: { connectionsCheckingInterval: 1000 },
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
     },

@@ -209,7 +209,7 @@ export const authOptionTable = {
     kind: 'bool',
     env: 'AUTH_TRUST_PROXY',
     default: false,
-    help: 'Take the client IP from X-Forwarded-For (behind the ALB).',
+    help: 'Behind the ALB: take the client IP from the last X-Forwarded-For entry, the one the ALB appended (entries a client writes itself are ignored).',
   },
   adminToken: {
     kind: 'string',

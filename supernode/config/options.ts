@@ -93,7 +93,8 @@ function convert(name: string, spec: OptionSpec, raw: string, source: string): u
       if (!/^-?\d+$/.test(raw.trim())) fail();
       const value = Number(raw.trim());
       if (!Number.isSafeInteger(value) || value < spec.min || value > spec.max) fail();
-      return value;
+      // "-0" is zero: without this it stays -0, which prints as "0" but is not equal to 0 (Object.is).
+      return value === 0 ? 0 : value;
     }
     case 'string':
       if (spec.pattern && !spec.pattern.regex.test(raw)) fail();
@@ -189,7 +190,8 @@ export function resolveOptions<T extends OptionTable>(
 ): OptionValues<T> {
   const out = parseOptions(table, [], {}) as Record<string, unknown>;
   for (const [name, value] of Object.entries(given)) {
-    const spec = table[name];
+    // Own keys only: `toString` or `constructor` would otherwise find Object.prototype's.
+    const spec = Object.hasOwn(table, name) ? table[name] : undefined;
     if (!spec) throw new ConfigError(`unknown option ${name}`);
     if (value === undefined) continue;
     const raw = Array.isArray(value) ? value.join(',') : String(value);

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RawData, WebSocket } from 'ws';
+import { type HandshakeMessage, parseHandshake } from './wire';
 
 /**
  * Mesh link authentication: a mutual HMAC challenge over a shared secret, so the secret never
@@ -16,7 +17,6 @@ export const MESH_PATH = '/v1/mesh';
 export const MESH_AUTH_TIMEOUT_MS = 5000;
 /** Close code for a peer that failed authentication. */
 export const CLOSE_MESH_AUTH = 4401;
-const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export function nonce(): string {
   return randomBytes(32).toString('base64url');
@@ -32,31 +32,43 @@ export function macEqual(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
-type Json = Record<string, unknown>;
 type Frame = [data: RawData, isBinary: boolean];
 
-function parse(frame: Frame | undefined): Json | undefined {
-  if (!frame || frame[1]) return undefined;
-  try {
-    const value = JSON.parse(String(frame[0])) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
-  } catch {
-    return undefined;
-  }
+/** Handshake messages are text frames; a binary frame, a closed socket or a timeout is none. */
+function parse(frame: Frame | undefined): HandshakeMessage | undefined {
+  return frame && !frame[1] ? parseHandshake(String(frame[0])) : undefined;
 }
 
 /**
  * Holds every frame from the moment the socket opens until the mesh takes the link over, so a
  * frame that arrives right behind the handshake (often in the same TCP read) is never lost.
  */
+/** What a socket may send before it has proven the secret (frames, bytes). */
+const MAX_PRE_AUTH_FRAMES = 16;
+const MAX_PRE_AUTH_BYTES = 256 * 1024;
+const REFUSED_CLOSE_GRACE_MS = 2000;
+
+function frameBytes(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, part) => n + part.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
+
 class Inbox {
   private readonly queue: Frame[] = [];
+  private queuedBytes = 0;
   private waiter: ((frame: Frame | undefined) => void) | undefined;
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     const waiter = this.waiter;
     this.waiter = undefined;
-    if (waiter) waiter([data, isBinary]);
-    else if (this.queue.length < 1024) this.queue.push([data, isBinary]);
+    if (waiter) {
+      waiter([data, isBinary]);
+      return;
+    }
+    // Before the handshake ends an honest peer sends a frame or two; a socket that has not proven the
+    // secret must not pin memory, so anything beyond a small allowance ends it.
+    this.queuedBytes += frameBytes(data);
+    if (this.queue.length >= MAX_PRE_AUTH_FRAMES || this.queuedBytes > MAX_PRE_AUTH_BYTES) this.refuse();
+    else this.queue.push([data, isBinary]);
   };
   private readonly onClose = (): void => {
     const waiter = this.waiter;
@@ -85,6 +97,16 @@ class Inbox {
     });
   }
 
+  /** Ends a socket that failed the handshake: drops what it sent, stops listening, closes it. */
+  refuse(): void {
+    this.socket.off('message', this.onMessage);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.socket.close(CLOSE_MESH_AUTH, 'mesh authentication failed');
+    // A peer that ignores the close frame is cut after a short grace instead of the library's 30 s.
+    setTimeout(() => this.socket.terminate(), REFUSED_CLOSE_GRACE_MS).unref();
+  }
+
   /** Hands the link to `handler`: queued frames first, in order, then every later one. */
   takeOver(handler: (data: RawData, isBinary: boolean) => void): void {
     this.socket.off('message', this.onMessage);
@@ -110,20 +132,15 @@ export async function acceptPeer(
   const challenge = nonce();
   socket.send(JSON.stringify({ t: 'challenge', node: selfId, nonce: challenge }));
   const auth = parse(await inbox.next(MESH_AUTH_TIMEOUT_MS));
-  const peer = auth?.node;
   if (
     auth?.t !== 'auth' ||
-    typeof peer !== 'string' ||
-    !NODE_ID.test(peer) ||
-    peer === selfId ||
-    typeof auth.nonce !== 'string' ||
-    auth.nonce.length !== 43 ||
-    typeof auth.mac !== 'string' ||
-    !macEqual(auth.mac, mac(secret, 'dial', challenge, peer, selfId))
+    auth.node === selfId ||
+    !macEqual(auth.mac, mac(secret, 'dial', challenge, auth.node, selfId))
   ) {
-    socket.close(CLOSE_MESH_AUTH, 'mesh authentication failed');
+    inbox.refuse();
     return undefined;
   }
+  const peer = auth.node;
   socket.send(JSON.stringify({ t: 'accept', mac: mac(secret, 'accept', auth.nonce, selfId, peer) }));
   return { peerId: peer, takeOver: (handler) => inbox.takeOver(handler) };
 }
@@ -136,16 +153,11 @@ export async function dialPeer(
 ): Promise<AuthenticatedLink | undefined> {
   const inbox = new Inbox(socket);
   const challenge = parse(await inbox.next(MESH_AUTH_TIMEOUT_MS));
-  const peer = challenge?.node;
-  if (
-    challenge?.t !== 'challenge' ||
-    typeof peer !== 'string' ||
-    !NODE_ID.test(peer) ||
-    typeof challenge.nonce !== 'string'
-  ) {
-    socket.close(CLOSE_MESH_AUTH, 'mesh authentication failed');
+  if (challenge?.t !== 'challenge') {
+    inbox.refuse();
     return undefined;
   }
+  const peer = challenge.node;
   const ours = nonce();
   socket.send(
     JSON.stringify({
@@ -156,12 +168,8 @@ export async function dialPeer(
     }),
   );
   const accept = parse(await inbox.next(MESH_AUTH_TIMEOUT_MS));
-  if (
-    accept?.t !== 'accept' ||
-    typeof accept.mac !== 'string' ||
-    !macEqual(accept.mac, mac(secret, 'accept', ours, peer, selfId))
-  ) {
-    socket.close(CLOSE_MESH_AUTH, 'mesh authentication failed');
+  if (accept?.t !== 'accept' || !macEqual(accept.mac, mac(secret, 'accept', ours, peer, selfId))) {
+    inbox.refuse();
     return undefined;
   }
   return { peerId: peer, takeOver: (handler) => inbox.takeOver(handler) };

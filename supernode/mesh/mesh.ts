@@ -5,17 +5,12 @@ import type { Endpoint } from '../protocol/messages';
 import type { Discovery, MemberAddress } from './discovery';
 import { type AuthenticatedLink, acceptPeer, dialPeer, MESH_PATH } from './link';
 import { owners } from './rendezvous';
+import { type DirectoryRecord, encodeForwardFrame, parseForwardFrame, parseMeshMessage } from './wire';
 
-/** A user's presence on one home node, as the directory's owners hold it. */
-export interface DirectoryRecord {
-  user: string;
-  home: string;
-  url: string;
-  sessions: number;
-  endpoints: Endpoint[];
-  /** Per-home version, so a late publish never overwrites a newer one. */
-  v: number;
-}
+/** Inbound mesh sockets allowed mid-handshake at once. */
+const MAX_HANDSHAKING = 64;
+
+export type { DirectoryRecord } from './wire';
 
 export interface LookupAnswer {
   online: boolean;
@@ -68,7 +63,6 @@ export interface MeshStats {
   refusedPeers: number;
 }
 
-const FRAME_FORWARD = 0x03;
 /** How long a user's home is reused for relays before the directory is asked again. */
 const ROUTE_TTL_MS = 5000;
 const MAX_ROUTES = 100_000;
@@ -104,6 +98,7 @@ export class Mesh {
   private live: string[] = [];
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
+  private handshaking = 0;
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
   /** When this node started holding each record (user -> home -> ms), for the sweep of strays. */
@@ -186,7 +181,16 @@ export class Mesh {
   private async onInbound(socket: WebSocket): Promise<void> {
     this.track(socket);
     socket.on('error', () => {});
-    const link = await acceptPeer(socket, this.options.selfId, this.options.secret);
+    // A fleet has at most a few hundred members: more sockets mid-handshake than that is an attack.
+    if (this.handshaking >= MAX_HANDSHAKING) {
+      this.stats.refusedPeers++;
+      socket.terminate();
+      return;
+    }
+    this.handshaking++;
+    const link = await acceptPeer(socket, this.options.selfId, this.options.secret).finally(() => {
+      this.handshaking--;
+    });
     if (!link) {
       this.stats.refusedPeers++;
       this.options.log.warn('refused a mesh peer that failed authentication');
@@ -523,35 +527,15 @@ export class Mesh {
       this.stats.forwardedBusy++;
       return false;
     }
-    const fromLength = Buffer.byteLength(from, 'latin1');
-    const toLength = Buffer.byteLength(to, 'latin1');
-    const frame = Buffer.allocUnsafe(12 + fromLength + toLength + payload.length);
-    frame[0] = FRAME_FORWARD;
-    frame[1] = flags;
-    frame.writeUInt32BE(msgId >>> 0, 2);
-    frame.writeUInt32BE(session >>> 0, 6);
-    frame[10] = fromLength;
-    frame.write(from, 11, 'latin1');
-    frame[11 + fromLength] = toLength;
-    frame.write(to, 12 + fromLength, 'latin1');
-    frame.set(payload, 12 + fromLength + toLength);
-    peer.socket.send(frame);
+    peer.socket.send(encodeForwardFrame(flags, msgId, session, from, to, payload));
     this.stats.forwarded++;
     return true;
   }
 
   private onForward(peer: Peer, data: Buffer): void {
-    if (data.length < 12 || data[0] !== FRAME_FORWARD) return;
-    const flags = data[1];
-    const msgId = data.readUInt32BE(2);
-    const session = data.readUInt32BE(6);
-    const fromLength = data[10];
-    if (11 + fromLength >= data.length) return;
-    const toLength = data[11 + fromLength];
-    const payloadOffset = 12 + fromLength + toLength;
-    if (payloadOffset > data.length || fromLength === 0 || toLength === 0) return;
-    const from = data.toString('latin1', 11, 11 + fromLength);
-    const to = data.toString('latin1', 12 + fromLength, payloadOffset);
+    const frame = parseForwardFrame(data);
+    if (!frame) return;
+    const { flags, msgId, session, from, to, payloadOffset } = frame;
     this.stats.received++;
     const delivered = this.options.local.deliver(from, to, msgId, data.subarray(payloadOffset));
     if (delivered === 'busy') this.send(peer, { t: 'relay_r', session, msgId, code: 'recipient_busy' });
@@ -567,13 +551,13 @@ export class Mesh {
   }
 
   private onMessage(peer: Peer | undefined, text: string): void {
-    const message = JSON.parse(text) as Record<string, unknown>;
+    const message = parseMeshMessage(text);
+    if (!message) return;
     switch (message.t) {
       case 'hb':
         return;
       case 'pub': {
-        const record = message.r as DirectoryRecord;
-        if (!isRecord(record)) return;
+        const record = message.r;
         let homes = this.records.get(record.user);
         if (!homes) {
           homes = new Map();
@@ -587,57 +571,38 @@ export class Mesh {
         return;
       }
       case 'unpub': {
-        const homes = this.records.get(String(message.user));
-        const existing = homes?.get(String(message.home));
-        if (homes && existing && existing.v < Number(message.v)) {
-          homes.delete(String(message.home));
-          if (homes.size === 0) this.records.delete(String(message.user));
+        const homes = this.records.get(message.user);
+        const existing = homes?.get(message.home);
+        if (homes && existing && existing.v < message.v) {
+          homes.delete(message.home);
+          if (homes.size === 0) this.records.delete(message.user);
         }
         return;
       }
       case 'lookup': {
         if (!peer) return;
-        const records = [...(this.records.get(String(message.user))?.values() ?? [])];
+        const records = [...(this.records.get(message.user)?.values() ?? [])];
         this.send(peer, { t: 'found', id: message.id, records });
         return;
       }
       case 'found': {
-        const resolve = this.pendingLookups.get(Number(message.id));
+        const resolve = this.pendingLookups.get(message.id);
         if (!resolve) return;
-        this.pendingLookups.delete(Number(message.id));
-        resolve(
-          Array.isArray(message.records) ? (message.records as DirectoryRecord[]).filter(isRecord) : [],
-        );
+        this.pendingLookups.delete(message.id);
+        resolve(message.records);
         return;
       }
       case 'relay_r': {
-        const session = Number(message.session);
-        const msgId = Number(message.msgId);
-        if (typeof message.delivered === 'number')
+        const { session, msgId } = message;
+        if ('delivered' in message)
           this.options.local.forwardResult(session, msgId, { delivered: message.delivered });
-        else if (message.code === 'recipient_busy' || message.code === 'unknown_recipient') {
+        else {
           // The user left that node: the next frame asks the directory again.
-          if (message.code === 'unknown_recipient') this.routes.delete(String(message.user));
+          if (message.code === 'unknown_recipient' && message.user) this.routes.delete(message.user);
           this.options.local.forwardResult(session, msgId, { code: message.code });
         }
         return;
       }
-      default:
-        return;
     }
   }
-}
-
-function isRecord(value: unknown): value is DirectoryRecord {
-  const r = value as DirectoryRecord;
-  return (
-    typeof r === 'object' &&
-    r !== null &&
-    typeof r.user === 'string' &&
-    typeof r.home === 'string' &&
-    typeof r.url === 'string' &&
-    typeof r.sessions === 'number' &&
-    Array.isArray(r.endpoints) &&
-    typeof r.v === 'number'
-  );
 }

@@ -62,6 +62,8 @@ export interface Supernode {
 /** Frames held while a session is paused; past this the client is ignoring backpressure. */
 const MAX_BACKLOG_FRAMES = 512;
 const MAX_BACKLOG_BYTES = 1024 * 1024;
+/** Time a client gets to answer our close frame before its socket is cut. */
+const CLOSE_HANDSHAKE_MS = 5000;
 
 /** Per-connection state; kept small because a node holds tens of thousands of them. */
 class Session {
@@ -173,6 +175,10 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     bodyLimit: 1024,
     requestTimeout: 10_000,
     return503OnClosing: true,
+    // Node checks headersTimeout (below) only every connectionsCheckingInterval, 30 s by default, so a
+    // client dribbling an upgrade byte by byte, or sending nothing, held its socket 30-40 s instead of
+    // 10 (found by test/hostile/slow.test.ts).
+    http: { connectionsCheckingInterval: 1000 },
   });
   // Slow-loris upgrades: an upgrade request must finish its headers quickly.
   app.server.headersTimeout = 10_000;
@@ -497,8 +503,18 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     }
   };
 
+  const wsServerOptions = {
+    maxPayload: config.maxFrameBytes,
+    perMessageDeflate: false,
+    clientTracking: false,
+    // How long a refused or closed session may take to answer our close frame. ws waits 30 s by
+    // default, so a client that never answers (a hello-less slow loris) kept its place in the
+    // connection count 30 s past its auth timeout (found by test/hostile/slow.test.ts). A variable,
+    // not a literal: @types/ws does not list this ws 8 option yet.
+    closeTimeout: CLOSE_HANDSHAKE_MS,
+  };
   app.register(websocket, {
-    options: { maxPayload: config.maxFrameBytes, perMessageDeflate: false, clientTracking: false },
+    options: wsServerOptions,
     errorHandler(error, socket) {
       log.warn({ err: error }, 'websocket handler error');
       socket.terminate();

@@ -142,7 +142,9 @@ export type ParseResult =
  * `type` is not (a newer client may), nor is a known type with bad fields. Never throws.
  */
 export function parseClientMessage(text: string): ParseResult {
-  if (text.length > MAX_CONTROL_BYTES) {
+  // The limit is in UTF-8 bytes: 8192 UTF-16 units of 3-byte characters would be 24 KiB. The unit
+  // count is a lower bound on the byte count, so the exact count is only taken below the limit.
+  if (text.length > MAX_CONTROL_BYTES || Buffer.byteLength(text, 'utf8') > MAX_CONTROL_BYTES) {
     return {
       ok: false,
       code: 'bad_message',
@@ -166,7 +168,7 @@ export function parseClientMessage(text: string): ParseResult {
     return {
       ok: false,
       code: 'unsupported',
-      message: `unknown message type ${JSON.stringify(String(type).slice(0, 32))}`,
+      message: `unknown message type ${describeType(type)}`,
       id,
       fatal: false,
     };
@@ -197,4 +199,14 @@ export function parseClientMessage(text: string): ParseResult {
     }
   }
   return { ok: true, message };
+}
+
+/**
+ * The `type` of a refused message, for the error text. Not String(type): a parsed object may carry
+ * its own `toString`/`valueOf` keys (`{"type":{"toString":1}}`), and String() of it throws.
+ */
+function describeType(type: unknown): string {
+  if (typeof type === 'string') return JSON.stringify(type.slice(0, 32));
+  if (typeof type === 'object' && type !== null) return Array.isArray(type) ? '(an array)' : '(an object)';
+  return JSON.stringify(String(type));
 }

@@ -373,6 +373,8 @@ function parseIpv4(text: string, out: Buffer, offset: number, start = 0, end = t
   for (let i = start; i <= end; i++) {
     const c = i < end ? text.charCodeAt(i) : 0x2e; // a virtual trailing '.' closes the last octet
     if (c >= 0x30 && c <= 0x39) {
+      // No leading zeros: "010" is 8 to inet_aton (octal) and 10 to others, so it is refused (as net.isIP does).
+      if (digits > 0 && octet === 0) return false;
       octet = octet * 10 + (c - 0x30);
       if (++digits > 3 || octet > 255) return false;
     } else if (c === 0x2e) {
