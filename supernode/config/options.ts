@@ -144,7 +144,12 @@ export function parseOptions<T extends OptionTable>(
     parsed = parseArgs({ args: argv, options: argSpec, strict: true, allowPositionals: false })
       .values as Record<string, string | boolean | undefined>;
   } catch (err) {
-    throw new ConfigError(`${(err as Error).message.split('\n')[0]}; see --help for the options`);
+    // parseArgs quotes the offending argument as given: control characters (a stray \r) would break
+    // the one-line message, so they are shown escaped.
+    const first = (err as Error).message
+      .split('\n')[0]
+      .replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+    throw new ConfigError(`${first}; see --help for the options`);
   }
   const out: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(table)) {
