@@ -148,7 +148,7 @@ export function parseOptions<T extends OptionTable>(
     // the one-line message, so they are shown escaped.
     const first = (err as Error).message
       .split('\n')[0]
-      .replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+      .replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
     throw new ConfigError(`${first}; see --help for the options`);
   }
   const out: Record<string, unknown> = {};

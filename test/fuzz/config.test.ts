@@ -252,7 +252,7 @@ describe('options given in code (fuzz)', () => {
   // Finding: "-0" parsed to -0, which prints as "0" but is not 0 (Object.is, toEqual); it is 0 now.
   test('regression: a stray control character in an argument still gives a one-line error', () => {
     expect(() => parseOptions(soakOptionTable, ['\r'])).toThrow(ConfigError);
-    expect(() => parseOptions(soakOptionTable, ['\r'])).toThrow(/^Unexpected argument '\\r'\. [^\r\n]*$/);
+    expect(() => parseOptions(soakOptionTable, ['\r'])).toThrow(/^Unexpected argument '\\u000d'\. [^\r\n]*$/);
   });
 
   test('regression: --port=-0 is port 0', () => {
