@@ -16,21 +16,23 @@ export interface FleetNode {
   child?: ChildProcess;
 }
 
-/** Ports the OS says are free now (bound to 0 and released: a small race, fine for tests and benchmarks). */
+/**
+ * Free ports below the OS's ephemeral range (32768+), checked by binding each. Not bind(0): fleets
+ * restart nodes on the same ports, and a port the OS hands out for bind(0) could meanwhile be given
+ * to a server of another test or process running in parallel.
+ */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<import('node:net').Server>((resolve, reject) => {
-          const server = createServer();
-          server.once('error', reject);
-          server.listen(0, '127.0.0.1', () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const ports: number[] = [];
+  while (ports.length < count) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (ports.includes(port)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
   return ports;
 }
 
