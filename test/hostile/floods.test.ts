@@ -130,7 +130,7 @@ describe('message floods', () => {
     const closed = new Promise<number>((resolve) => mallory.once('close', resolve));
     const started = Date.now();
     // Relay frames at the control user and pings, as fast as the socket takes them.
-    for (let i = 0; i < 2500 * scale; i++) {
+    for (let i = 0; i < 10_000 * scale; i++) {
       mallory.sendRaw(encodeRelayFrame(FRAME_SEND, 0, i + 1, 'control-b', Buffer.from('spam')));
       mallory.sendRaw(JSON.stringify({ type: 'ping', id: i }));
     }
@@ -167,7 +167,7 @@ describe('message floods', () => {
     expect(worstMs).toBeLessThan(1000);
 
     const closed = new Promise<number>((resolve) => enumerator.once('close', resolve));
-    for (let i = 0; i < 3000 * scale; i++)
+    for (let i = 0; i < 10_000 * scale; i++)
       enumerator.sendRaw(JSON.stringify({ type: 'lookup', id: i, user: `guess-${i}` }));
     expect(await closed).toBe(4008);
     await control?.check();
