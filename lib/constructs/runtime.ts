@@ -7,6 +7,12 @@ import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
 import { bundleSync } from '../../supernode/build/bundle';
 
+/**
+ * Node on the instances: AL2023's namespaced package (binary /usr/bin/node-<major>). 22, not the 20
+ * used in development: 20 is past its end of life, and AWS SDK releases from 2027 require 22.
+ */
+export const NODE_MAJOR = 22;
+
 /** Namespace of every custom metric; the IAM condition on PutMetricData names it. */
 export const METRIC_NAMESPACE = 'Supernode';
 
@@ -96,7 +102,7 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     'REGION=$(imds placement/region)',
     'GROUP_NAME=$(imds tags/instance/aws:autoscaling:groupName)',
     'LIFECYCLE_STATE=$(imds autoscaling/target-lifecycle-state || echo InService)',
-    'dnf install -y nodejs20 aws-cfn-bootstrap',
+    `dnf install -y nodejs${NODE_MAJOR} aws-cfn-bootstrap`,
     `id ${props.service} >/dev/null 2>&1 || useradd --system --home-dir /var/lib/${props.service} --create-home --shell /sbin/nologin ${props.service}`,
     `install -d -m 0755 /opt/${props.service}`,
     `install -d -m 0750 -g ${props.service} /etc/${props.service}`,
@@ -129,7 +135,7 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     '[Service]',
     `User=${props.service}`,
     `EnvironmentFile=${envFile}`,
-    `ExecStart=/usr/bin/node-20 ${bundlePath} ${props.command}`,
+    `ExecStart=/usr/bin/node-${NODE_MAJOR} ${bundlePath} ${props.command}`,
     'Restart=on-failure',
     'RestartSec=2',
     'LimitNOFILE=1048576',
@@ -148,6 +154,6 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     // Warm pool: prepared and stopped; the enabled unit starts when the instance goes in service.
     'case "$LIFECYCLE_STATE" in Warmed:*) echo "warm pool instance: prepared, not started"; exit 0;; esac',
     `systemctl start ${props.service}`,
-    `if /usr/bin/node-20 ${bundlePath} soak --url ${props.readinessUrl} --soak-sec ${props.soakSeconds}; then signal 0; else signal 1; fi`,
+    `if /usr/bin/node-${NODE_MAJOR} ${bundlePath} soak --url ${props.readinessUrl} --soak-sec ${props.soakSeconds}; then signal 0; else signal 1; fi`,
   );
 }

@@ -66,6 +66,8 @@ test('launch template: IMDSv2 only, encrypted volume, no SSH key, Graviton AL202
 test('user data installs a systemd service, soaks it, and signals only after the soak', () => {
   const script = fleetUserData(template);
   expect(script).toContain('Restart=on-failure');
+  expect(script).toContain('dnf install -y nodejs22 aws-cfn-bootstrap');
+  expect(script).toContain('ExecStart=/usr/bin/node-22 /opt/supernode/supernode.cjs node');
   expect(script).toMatch(/LimitNOFILE=\d{6,}/);
   expect(script).toContain('SUPERNODE_NODE_ID=$INSTANCE_ID');
   expect(script).toContain('SUPERNODE_DISCOVERY=ec2');
