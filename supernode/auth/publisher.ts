@@ -1,4 +1,5 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { withDeadline } from '../deadline';
 
 export interface S3PublisherOptions {
   bucket: string;
@@ -201,29 +202,17 @@ export class S3Publisher {
   }
 
   private async put(name: string, body: string, cacheControl: string): Promise<void> {
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    // The race bounds the put even if the client ignores the abort signal (or is a mock).
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new Error(`PutObject took longer than ${this.requestTimeoutMs} ms`);
-        err.name = 'TimeoutError';
-        controller.abort(err);
-        reject(err);
-      }, this.requestTimeoutMs);
-      timer.unref();
+    const command = new PutObjectCommand({
+      Bucket: this.options.bucket,
+      Key: this.keyOf(name),
+      Body: body,
+      ContentType: 'application/json',
+      CacheControl: cacheControl,
     });
-    try {
-      const command = new PutObjectCommand({
-        Bucket: this.options.bucket,
-        Key: this.keyOf(name),
-        Body: body,
-        ContentType: 'application/json',
-        CacheControl: cacheControl,
-      });
-      await Promise.race([this.client.send(command, { abortSignal: controller.signal }), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(
+      this.requestTimeoutMs,
+      `PutObject took longer than ${this.requestTimeoutMs} ms`,
+      (abortSignal) => this.client.send(command, { abortSignal }),
+    );
   }
 }

@@ -24,7 +24,14 @@ import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPasswo
 import type { S3Publisher } from './publisher';
 import type { SecretsManagerKeyRingStorage } from './secrets-key-ring';
 import { signAccessToken } from './signing';
-import { type Account, AccountStore, createDynamoClients, ensureTable, type Revocation } from './store';
+import {
+  type Account,
+  AccountStore,
+  createDynamoClients,
+  ensureTable,
+  newAccount,
+  type Revocation,
+} from './store';
 
 export interface AuthServiceOptions extends Partial<AuthConfig> {
   logger?: Logger;
@@ -458,16 +465,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
       withHashSlot(request, reply, 'create_account', request.body.username, async (run) => {
         const { username, password } = request.body;
         const passwordHash = await run(() => hashPassword(password, scrypt));
-        const now = Date.now();
-        const outcome = await store.createAccount({
-          username,
-          passwordHash,
-          disabled: false,
-          createdAt: now,
-          passwordChangedAt: now,
-          failedLogins: 0,
-          lockedUntil: 0,
-        });
+        const outcome = await store.createAccount(newAccount(username, passwordHash));
         requests.inc({ route: 'create_account', outcome });
         if (outcome === 'exists') return fail(reply, 409, 'username_taken', 'that username is taken');
         reply.code(201);

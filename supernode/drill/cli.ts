@@ -1,4 +1,6 @@
-import { runStormCommand } from './storm';
+import { helpText, type OptionTable } from '../config/options';
+import { crashOptionTable, formatCrash, parseCrashOptions, runCrashDrill } from './crash';
+import { formatStorm, parseStormOptions, runStormDrill, stormOptionTable } from './storm';
 
 const USAGE = `Usage: supernode drill <storm|crash|all> [options]
 
@@ -11,14 +13,33 @@ const USAGE = `Usage: supernode drill <storm|crash|all> [options]
 Run "supernode drill <name> --help" for the options. The drills run from a clone of the repository
 (they start the tier from source) on loopback only, and stop and clean up by themselves.`;
 
+/** `--help`, or parse the options, run the drill and print its table. */
+function command<O, R>(
+  name: string,
+  table: OptionTable,
+  parse: (argv: string[]) => O,
+  run: (options: O) => Promise<R>,
+  format: (result: R) => string,
+): (argv: string[]) => Promise<void> {
+  return async (argv) => {
+    if (argv.includes('--help')) {
+      console.log(helpText(`Usage: supernode drill ${name} [options]`, table));
+      return;
+    }
+    console.log(format(await run(parse(argv))));
+  };
+}
+
+const storm = command('storm', stormOptionTable, parseStormOptions, runStormDrill, formatStorm);
+const crash = command('crash', crashOptionTable, parseCrashOptions, runCrashDrill, formatCrash);
+
 export async function runDrill(argv: string[]): Promise<void> {
   const [name, ...rest] = argv;
-  const { runCrashCommand } = require('./crash') as typeof import('./crash');
-  if (name === 'storm') return runStormCommand(rest);
-  if (name === 'crash') return runCrashCommand(rest);
+  if (name === 'storm') return storm(rest);
+  if (name === 'crash') return crash(rest);
   if (name === 'all') {
-    await runStormCommand(rest);
-    return runCrashCommand(rest);
+    await storm(rest);
+    return crash(rest);
   }
   console.log(USAGE);
   if (name !== '--help' && name !== undefined) process.exitCode = 2;

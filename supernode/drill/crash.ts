@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { helpText, parseOptions, patterns } from '../config/options';
+import { parseOptions, patterns } from '../config/options';
 import { freePorts } from '../local/fleet';
 import { lineChartSvg, ProgressBar, table } from './report';
 import { DrillTier, sleep } from './tier';
@@ -385,13 +385,4 @@ export function formatCrash(result: CrashResult): string {
 
 export function parseCrashOptions(argv: string[]) {
   return parseOptions(crashOptionTable, argv);
-}
-
-export async function runCrashCommand(argv: string[]): Promise<void> {
-  if (argv.includes('--help')) {
-    console.log(helpText('Usage: supernode drill crash [options]', crashOptionTable));
-    return;
-  }
-  const result = await runCrashDrill(parseCrashOptions(argv));
-  console.log(formatCrash(result));
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { helpText, parseOptions, patterns } from '../config/options';
+import { parseOptions, patterns } from '../config/options';
 import { lineChartSvg, ProgressBar, table } from './report';
 import { DrillTier, seedAccounts, sleep } from './tier';
 import { ClientFleet, type Report } from './workers';
@@ -392,13 +392,4 @@ export function formatStorm(result: StormResult): string {
 
 export function parseStormOptions(argv: string[]) {
   return parseOptions(stormOptionTable, argv);
-}
-
-export async function runStormCommand(argv: string[]): Promise<void> {
-  if (argv.includes('--help')) {
-    console.log(helpText('Usage: supernode drill storm [options]', stormOptionTable));
-    return;
-  }
-  const result = await runStormDrill(parseStormOptions(argv));
-  console.log(formatStorm(result));
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { FileKeyRingStorage, type KeyRecord } from '../auth/key-ring';
 import { hashPassword, OWASP_SCRYPT } from '../auth/passwords';
 import { signAccessToken } from '../auth/signing';
-import { AccountStore, createDynamoClients, ensureTable } from '../auth/store';
+import { AccountStore, createDynamoClients, ensureTable, newAccount } from '../auth/store';
 import { type FleetNode, freePorts, killAll, planFleet, startFleetNode, waitReady } from '../local/fleet';
 
 const CLI = join(__dirname, '../bin/supernode.cjs');
@@ -151,15 +151,7 @@ export async function seedAccounts(dataDir: string, usernames: string[], passwor
     const writer = async () => {
       while (next < usernames.length) {
         const username = usernames[next++];
-        await store.createAccount({
-          username,
-          passwordHash,
-          disabled: false,
-          createdAt: now,
-          passwordChangedAt: now,
-          failedLogins: 0,
-          lockedUntil: 0,
-        });
+        await store.createAccount(newAccount(username, passwordHash, now));
       }
     };
     await Promise.all(Array.from({ length: 32 }, writer));

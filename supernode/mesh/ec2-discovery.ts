@@ -3,7 +3,7 @@ import {
   type DescribeInstancesCommandOutput,
   EC2Client,
 } from '@aws-sdk/client-ec2';
-
+import { withDeadline } from '../deadline';
 /**
  * A mesh member as discovery sees it. `id` is stable per node (instance id in AWS, the node id locally);
  * `meshUrl` is where its mesh listener is (ws://host:port).
@@ -165,19 +165,13 @@ export class Ec2Discovery implements Discovery {
   private async round(generation: number): Promise<boolean> {
     const controller = new AbortController();
     this.abort = controller;
-    let timer: NodeJS.Timeout | undefined;
-    // The race bounds the round even if the client ignores the abort signal (or is a mock).
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new Error(`DescribeInstances took longer than ${this.requestTimeoutMs} ms`);
-        err.name = 'TimeoutError';
-        controller.abort(err);
-        reject(err);
-      }, this.requestTimeoutMs);
-      timer.unref();
-    });
     try {
-      const found = await Promise.race([this.describe(controller.signal), timeout]);
+      const found = await withDeadline(
+        this.requestTimeoutMs,
+        `DescribeInstances took longer than ${this.requestTimeoutMs} ms`,
+        (signal) => this.describe(signal),
+        controller,
+      );
       if (generation !== this.generation) return false; // stopped meanwhile: nobody is listening
       this.accept(found);
       this.planNextRound();
@@ -200,7 +194,6 @@ export class Ec2Discovery implements Discovery {
       );
       return false;
     } finally {
-      clearTimeout(timer);
       if (this.abort === controller) this.abort = undefined;
     }
   }

@@ -4,6 +4,7 @@ import {
   PutMetricDataCommand,
   type StandardUnit,
 } from '@aws-sdk/client-cloudwatch';
+import { withDeadline } from '../deadline';
 
 export interface MetricSample {
   name: string;
@@ -228,24 +229,12 @@ export class CloudWatchPublisher {
   }
 
   private async send(batch: MetricDatum[]): Promise<void> {
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    // The race guarantees the bound even if the client ignores the abort signal (or is a mock).
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new Error(`PutMetricData timed out after ${this.requestTimeoutMs} ms`);
-        err.name = 'TimeoutError';
-        reject(err);
-        controller.abort(err);
-      }, this.requestTimeoutMs);
-      timer.unref();
-    });
-    try {
-      const command = new PutMetricDataCommand({ Namespace: this.namespace, MetricData: batch });
-      await Promise.race([this.client.send(command, { abortSignal: controller.signal }), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const command = new PutMetricDataCommand({ Namespace: this.namespace, MetricData: batch });
+    await withDeadline(
+      this.requestTimeoutMs,
+      `PutMetricData timed out after ${this.requestTimeoutMs} ms`,
+      (abortSignal) => this.client.send(command, { abortSignal }),
+    );
   }
 
   private recordFailure(err: unknown, msg: string, datums?: number): void {

@@ -1,4 +1,5 @@
 import type { GetObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
+import { withDeadline } from '../deadline';
 
 /**
  * s3://bucket/key. The bucket follows the S3 naming rules (3-63 of a-z 0-9 . -, a letter or digit at
@@ -79,20 +80,8 @@ export class S3Source {
     const { name, maxBytes, timeoutMs } = this.options;
     this.client ??= s3ClientFromEnv(this.options.region);
     const { GetObjectCommand } = require('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
     let body: GetObjectCommandOutput['Body'];
-    // The race bounds the read even if the client ignores the abort signal (or is a mock).
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new Error(`${name} read from S3 took longer than ${timeoutMs} ms`);
-        err.name = 'TimeoutError';
-        controller.abort(err);
-        reject(err);
-      }, timeoutMs);
-      timer.unref();
-    });
-    const get = async (): Promise<S3Read> => {
+    const get = async (abortSignal: AbortSignal): Promise<S3Read> => {
       let out: GetObjectCommandOutput;
       try {
         out = await (this.client as S3Client).send(
@@ -101,7 +90,7 @@ export class S3Source {
             Key: this.location.key,
             IfNoneMatch: ifNoneMatch,
           }),
-          { abortSignal: controller.signal },
+          { abortSignal },
         );
       } catch (err) {
         // The SDK surfaces S3's 304 as an error without a body.
@@ -117,12 +106,10 @@ export class S3Source {
       return { text, etag: out.ETag };
     };
     try {
-      return await Promise.race([get(), timeout]);
+      return await withDeadline(timeoutMs, `${name} read from S3 took longer than ${timeoutMs} ms`, get);
     } catch (err) {
       destroyBody(body);
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

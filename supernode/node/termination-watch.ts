@@ -1,4 +1,5 @@
 import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { withDeadline } from '../deadline';
 
 export const DEFAULT_IMDS_ENDPOINT = 'http://169.254.169.254';
 /** The longest IMDSv2 allows: one token lasts the instance's whole life in practice. */
@@ -328,34 +329,15 @@ export class TerminationWatch {
     const { CompleteLifecycleActionCommand } =
       require('@aws-sdk/client-auto-scaling') as typeof import('@aws-sdk/client-auto-scaling');
     const timeoutMs = this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    // The race bounds the call even if the client ignores the abort signal (or is a mock).
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new Error(`CompleteLifecycleAction took longer than ${timeoutMs} ms`);
-        err.name = 'TimeoutError';
-        controller.abort(err);
-        reject(err);
-      }, timeoutMs);
-      timer.unref();
+    const command = new CompleteLifecycleActionCommand({
+      LifecycleHookName: lifecycleHook,
+      AutoScalingGroupName: autoScalingGroup,
+      InstanceId: instanceId,
+      LifecycleActionResult: 'CONTINUE',
     });
-    try {
-      await Promise.race([
-        client.send(
-          new CompleteLifecycleActionCommand({
-            LifecycleHookName: lifecycleHook,
-            AutoScalingGroupName: autoScalingGroup,
-            InstanceId: instanceId,
-            LifecycleActionResult: 'CONTINUE',
-          }),
-          { abortSignal: controller.signal },
-        ),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(timeoutMs, `CompleteLifecycleAction took longer than ${timeoutMs} ms`, (abortSignal) =>
+      client.send(command, { abortSignal }),
+    );
   }
 }
 
