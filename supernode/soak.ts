@@ -1,52 +1,11 @@
-import { helpText, parseOptions, patterns } from './config/options';
+import { helpText, parseOptions } from './config/options';
+import { soakOptionTable } from './config/soak-options';
 
 /**
  * The release gate: a new instance signals success to CloudFormation only after its /readyz has
  * answered 200 without a single failure for the whole soak period. A build that crashes or turns
  * unready minutes after start never signals, so the rolling update rolls back by itself.
  */
-export const soakOptionTable = {
-  url: {
-    kind: 'string',
-    env: 'SOAK_URL',
-    default: 'http://127.0.0.1:7001/readyz',
-    pattern: patterns.httpUrl,
-    help: 'Readiness URL to watch.',
-  },
-  soakSec: {
-    kind: 'int',
-    env: 'SOAK_SEC',
-    default: 300,
-    min: 1,
-    max: 86_400,
-    help: 'How long /readyz must stay ready, without one failure.',
-  },
-  startTimeoutSec: {
-    kind: 'int',
-    env: 'SOAK_START_TIMEOUT_SEC',
-    default: 300,
-    min: 1,
-    max: 86_400,
-    help: 'How long the service has to become ready at all.',
-  },
-  intervalMs: {
-    kind: 'int',
-    env: 'SOAK_INTERVAL_MS',
-    default: 2000,
-    min: 100,
-    max: 60_000,
-    help: 'Time between checks.',
-  },
-  requestTimeoutMs: {
-    kind: 'int',
-    env: 'SOAK_REQUEST_TIMEOUT_MS',
-    default: 2000,
-    min: 100,
-    max: 60_000,
-    help: 'A check slower than this counts as a failure.',
-  },
-} as const;
-
 export type SoakResult = { ok: true; checks: number } | { ok: false; reason: string; checks: number };
 
 async function check(url: string, timeoutMs: number): Promise<string | undefined> {

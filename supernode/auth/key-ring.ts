@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { JWK } from 'jose';
-import { writeAtomically } from '../files';
-import type { Logger } from '../log';
+import { writeAtomically } from '../shared/files';
+import type { Logger } from '../shared/log';
 import { generateSigningKey, type SigningKey } from './signing';
 
 /** A signing key and its schedule: published at `createdAt`, signs from `activatesAt`, gone after `retiresAt`. */

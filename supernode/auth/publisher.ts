@@ -1,5 +1,7 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { withDeadline } from '../deadline';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { withDeadline } from '../shared/deadline';
+import type { LogSink } from '../shared/log';
+import { s3ClientFromEnv } from '../shared/s3';
 
 export interface S3PublisherOptions {
   bucket: string;
@@ -16,8 +18,7 @@ export interface S3PublisherOptions {
   requestTimeoutMs?: number;
   /** Uniform in [0, 1), for the retry jitter. @default Math.random */
   random?: () => number;
-  /** A pino Logger fits. */
-  log: { warn: (obj: object, msg: string) => void; info: (obj: object, msg: string) => void };
+  log: LogSink<'warn' | 'info'>;
 }
 
 export interface S3PublisherStats {
@@ -34,18 +35,6 @@ export interface S3PublisherStats {
 export const DEFAULT_RETRY_BASE_MS = 1000;
 export const DEFAULT_RETRY_MAX_MS = 60_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
-
-/**
- * The default client. The SDK resolves AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, by itself (see the
- * loopback test); with either set, paths name the bucket, because a stand-in or S3-compatible server
- * rarely has a host name per bucket.
- */
-export function s3ClientFromEnv(region?: string, env: NodeJS.ProcessEnv = process.env): S3Client {
-  const forcePathStyle = Boolean(env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL);
-  return new S3Client(
-    region === undefined ? { maxAttempts: 2, forcePathStyle } : { region, maxAttempts: 2, forcePathStyle },
-  );
-}
 
 interface Slot {
   name: string;

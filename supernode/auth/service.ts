@@ -13,13 +13,13 @@ import Fastify, {
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type AuthConfig, authOptionTable, checkAuthConfig } from '../config/auth-options';
 import { resolveOptions } from '../config/options';
-import { isLoopback, writeAtomically } from '../files';
-import { createLogger, type Logger } from '../log';
 import type { CloudWatchPublisher, MetricSample } from '../metrics/cloudwatch';
+import { isLoopback, writeAtomically } from '../shared/files';
+import { KeyedLimiter } from '../shared/keyed-limiter';
+import { createLogger, type Logger } from '../shared/log';
 import { DeadlineExceededError, HashPool } from './admission';
 import { type EmbeddedDynamo, startEmbeddedDynamo } from './embedded-store';
 import { FileKeyRingStorage, KeyRing, type KeyRingStorage } from './key-ring';
-import { KeyedLimiter } from './keyed-limiter';
 import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from './passwords';
 import type { S3Publisher } from './publisher';
 import type { SecretsManagerKeyRingStorage } from './secrets-key-ring';

@@ -29,6 +29,7 @@ import {
   type ScanCommandOutput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import type { LogSink } from '../shared/log';
 
 export interface Account {
   username: string;
@@ -77,10 +78,8 @@ export interface Revocation {
   expiresAt: number;
 }
 
-/** Where listRevocations reports that it stopped early. A pino Logger fits. */
-export interface StoreLogger {
-  warn(obj: object, msg: string): void;
-}
+/** Where listRevocations reports that it stopped early. */
+export type StoreLogger = LogSink<'warn'>;
 
 export interface AccountStoreOptions {
   logger?: StoreLogger;

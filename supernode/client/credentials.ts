@@ -1,6 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeAtomically } from '../files';
+import { writeAtomically } from '../shared/files';
 import type { Tokens } from './auth-client';
 
 /** Where a client keeps its tokens between runs; applications plug in their own (keychain, storage). */

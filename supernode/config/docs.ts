@@ -1,9 +1,8 @@
-import { crashOptionTable } from '../drill/crash';
-import { stormOptionTable } from '../drill/storm';
-import { soakOptionTable } from '../soak';
 import { authOptionTable } from './auth-options';
+import { crashOptionTable, stormOptionTable } from './drill-options';
 import { nodeOptionTable } from './node-options';
 import { allowedOf, defaultText, flagOf, type OptionTable } from './options';
+import { soakOptionTable } from './soak-options';
 
 /** docs/configuration.md, generated from the option tables so the page cannot drift from the code. */
 export function configurationMarkdown(): string {

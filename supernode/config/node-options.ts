@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { S3_URL } from '../node/s3-source';
+import { S3_URL } from '../shared/s3';
 import { ConfigError, type OptionTable, type OptionValues, patterns } from './options';
 
 const { host: HOST, httpUrl: HTTP_URL, path: PATH } = patterns;

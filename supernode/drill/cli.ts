@@ -1,6 +1,7 @@
+import { crashOptionTable, stormOptionTable } from '../config/drill-options';
 import { helpText, type OptionTable } from '../config/options';
-import { crashOptionTable, formatCrash, parseCrashOptions, runCrashDrill } from './crash';
-import { formatStorm, parseStormOptions, runStormDrill, stormOptionTable } from './storm';
+import { formatCrash, parseCrashOptions, runCrashDrill } from './crash';
+import { formatStorm, parseStormOptions, runStormDrill } from './storm';
 
 const USAGE = `Usage: supernode drill <storm|crash|all> [options]
 

@@ -9,79 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseOptions, patterns } from '../config/options';
+import { crashOptionTable } from '../config/drill-options';
+import { parseOptions } from '../config/options';
 import { freePorts } from '../local/fleet';
 import { lineChartSvg, ProgressBar, table } from './report';
 import { DrillTier, sleep } from './tier';
 import { ClientFleet, type Report } from './workers';
 
 const CLI = join(__dirname, '../bin/supernode.cjs');
-
-export const crashOptionTable = {
-  clients: {
-    kind: 'int',
-    env: 'DRILL_CLIENTS',
-    default: 10_000,
-    min: 10,
-    max: 100_000,
-    help: 'Simulated clients, spread over the three nodes.',
-  },
-  trafficIntervalMs: {
-    kind: 'int',
-    env: 'DRILL_TRAFFIC_INTERVAL_MS',
-    default: 5000,
-    min: 100,
-    max: 60_000,
-    help: 'Each client looks a random user up and sends it an acknowledged message this often.',
-  },
-  beforeSec: {
-    kind: 'int',
-    env: 'DRILL_BEFORE_SEC',
-    default: 15,
-    min: 1,
-    max: 600,
-    help: 'Traffic before the crash.',
-  },
-  afterSec: {
-    kind: 'int',
-    env: 'DRILL_AFTER_SEC',
-    default: 45,
-    min: 5,
-    max: 600,
-    help: 'Traffic after the crash (re-homing must finish within it).',
-  },
-  faultAfterMs: {
-    kind: 'int',
-    env: 'DRILL_FAULT_AFTER_MS',
-    default: 5000,
-    min: 100,
-    max: 600_000,
-    help: 'The faulty build crashes this long after start.',
-  },
-  soakSec: {
-    kind: 'int',
-    env: 'DRILL_SOAK_SEC',
-    default: 20,
-    min: 1,
-    max: 3600,
-    help: 'Soak period of the release gate run against the faulty build (300 s in AWS).',
-  },
-  startJitterMs: {
-    kind: 'int',
-    env: 'DRILL_START_JITTER_MS',
-    default: 10_000,
-    min: 0,
-    max: 600_000,
-    help: 'Clients first connect spread over this long.',
-  },
-  out: {
-    kind: 'string',
-    env: 'DRILL_OUT',
-    default: '.data/drills',
-    pattern: patterns.path,
-    help: 'Where the timeline (JSON) and the chart (SVG) are written.',
-  },
-} as const;
 
 export interface CrashResult {
   command: string;

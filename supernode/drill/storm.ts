@@ -8,60 +8,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseOptions, patterns } from '../config/options';
+import { stormOptionTable } from '../config/drill-options';
+import { parseOptions } from '../config/options';
 import { lineChartSvg, ProgressBar, table } from './report';
 import { DrillTier, seedAccounts, sleep } from './tier';
 import { ClientFleet, type Report } from './workers';
-
-export const stormOptionTable = {
-  clients: {
-    kind: 'int',
-    env: 'DRILL_CLIENTS',
-    default: 20_000,
-    min: 10,
-    max: 100_000,
-    help: 'Simulated clients (5,000 per process).',
-  },
-  reconnectTimeoutSec: {
-    kind: 'int',
-    env: 'DRILL_RECONNECT_TIMEOUT_SEC',
-    default: 180,
-    min: 5,
-    max: 3600,
-    help: 'Longest wait for every client to come back after the cached-credentials restart.',
-  },
-  lostWindowSec: {
-    kind: 'int',
-    env: 'DRILL_LOST_WINDOW_SEC',
-    default: 60,
-    min: 5,
-    max: 3600,
-    help: 'How long the credentials-lost storm runs; the time to 100% is projected from its login rate.',
-  },
-  calibrateSec: {
-    kind: 'int',
-    env: 'DRILL_CALIBRATE_SEC',
-    default: 10,
-    min: 2,
-    max: 120,
-    help: 'How long the hash capacity is measured before the credentials-lost storm.',
-  },
-  startJitterMs: {
-    kind: 'int',
-    env: 'DRILL_START_JITTER_MS',
-    default: 10_000,
-    min: 0,
-    max: 600_000,
-    help: 'Clients first connect spread over this long (set-up only; the storms use the SDK defaults).',
-  },
-  out: {
-    kind: 'string',
-    env: 'DRILL_OUT',
-    default: '.data/drills',
-    pattern: patterns.path,
-    help: 'Where the timeline (JSON) and the chart (SVG) are written.',
-  },
-} as const;
 
 export interface StormPhase {
   /** Seconds after the restart. */

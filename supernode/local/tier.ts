@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { helpText, parseOptions } from '../config/options';
-import { writeAtomically } from '../files';
+import { writeAtomically } from '../shared/files';
 import { waitReady } from './fleet';
 
 const tierOptions = {

@@ -3,17 +3,15 @@ import {
   type DescribeInstancesCommandOutput,
   EC2Client,
 } from '@aws-sdk/client-ec2';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../shared/deadline';
+import type { LogSink } from '../shared/log';
 /**
  * A mesh member as discovery sees it. `id` is stable per node (instance id in AWS, the node id locally);
  * `meshUrl` is where its mesh listener is (ws://host:port).
  */
 import { type Discovery, type MemberAddress, normalise, sameMembers } from './discovery';
 
-export interface DiscoveryLog {
-  warn: (obj: object, msg: string) => void;
-  info: (obj: object, msg: string) => void;
-}
+export type DiscoveryLog = LogSink<'warn' | 'info'>;
 
 export interface Ec2DiscoveryOptions {
   /** Members are the running instances tagged aws:autoscaling:groupName = this. */

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
-import type { Logger } from '../log';
 import type { Endpoint } from '../protocol/messages';
+import type { Logger } from '../shared/log';
 import type { Discovery, MemberAddress } from './discovery';
 import { type AuthenticatedLink, acceptPeer, dialPeer, MESH_PATH } from './link';
 import { owners } from './rendezvous';

@@ -4,7 +4,8 @@ import {
   PutMetricDataCommand,
   type StandardUnit,
 } from '@aws-sdk/client-cloudwatch';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../shared/deadline';
+import type { LogSink } from '../shared/log';
 
 export interface MetricSample {
   name: string;
@@ -28,7 +29,7 @@ export interface CloudWatchPublisherOptions {
   region?: string;
   /** Upper bound on one PutMetricData call, retries included. @default 5000 */
   requestTimeoutMs?: number;
-  log: { warn: (obj: object, msg: string) => void; debug?: (obj: object, msg: string) => void };
+  log: LogSink<'warn'> & Partial<LogSink<'debug'>>;
 }
 
 export interface PublishResult {

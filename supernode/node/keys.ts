@@ -1,5 +1,5 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWK } from 'jose';
-import type { Logger } from '../log';
+import type { Logger } from '../shared/log';
 import { PolledJson } from './polled-json';
 
 export const MAX_JWKS_BYTES = 64 * 1024;

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import type { Logger } from '../log';
-import { isS3Url, S3Source } from './s3-source';
+import type { Logger } from '../shared/log';
+import { isS3Url } from '../shared/s3';
+import { S3Source } from './s3-source';
 
 export interface PolledJsonOptions<T> {
   /** What it is, for logs. */

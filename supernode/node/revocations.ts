@@ -1,4 +1,4 @@
-import type { Logger } from '../log';
+import type { Logger } from '../shared/log';
 import { PolledJson } from './polled-json';
 
 export const MAX_REVOCATIONS_BYTES = 8 * 1024 * 1024;

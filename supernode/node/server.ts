@@ -4,8 +4,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { RawData, WebSocket } from 'ws';
 import { checkNodeConfig, meshSecretOf, type NodeConfig, nodeOptionTable } from '../config/node-options';
 import { resolveOptions } from '../config/options';
-import { isLoopback } from '../files';
-import { createLogger, type Logger } from '../log';
 import { type Discovery, StaticDiscovery } from '../mesh/discovery';
 import { type LocalNode, Mesh } from '../mesh/mesh';
 import type { CloudWatchPublisher } from '../metrics/cloudwatch';
@@ -20,6 +18,9 @@ import {
   type ServerError,
   type ServerMessage,
 } from '../protocol/messages';
+import { isLoopback } from '../shared/files';
+import { createLogger, type Logger } from '../shared/log';
+import { TokenBucket } from '../shared/token-bucket';
 import { StunServer } from '../stun/server';
 import { verifyAccessToken } from './access-token';
 import { KeyStore } from './keys';
@@ -27,7 +28,6 @@ import { type DisconnectReason, NodeMetrics, type RefusalReason } from './metric
 import { PresenceRegistry } from './presence';
 import { RevocationList } from './revocations';
 import type { TerminationWatch } from './termination-watch';
-import { TokenBucket } from './token-bucket';
 
 export interface SupernodeOptions extends Partial<NodeConfig> {
   /** Defaults to a pino logger at `logLevel`. */

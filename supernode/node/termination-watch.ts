@@ -1,5 +1,6 @@
 import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../shared/deadline';
+import type { LogSink } from '../shared/log';
 
 export const DEFAULT_IMDS_ENDPOINT = 'http://169.254.169.254';
 /** The longest IMDSv2 allows: one token lasts the instance's whole life in practice. */
@@ -111,11 +112,7 @@ export class Imds {
   }
 }
 
-export interface TerminationLog {
-  info: (obj: object, msg: string) => void;
-  warn: (obj: object, msg: string) => void;
-  error: (obj: object, msg: string) => void;
-}
+export type TerminationLog = LogSink<'info' | 'warn' | 'error'>;
 
 export interface TerminationWatchOptions {
   /** Name of the group's termination lifecycle hook. */

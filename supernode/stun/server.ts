@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
+import type { LogSink } from '../shared/log';
 import {
   encodeBindingError,
   encodeBindingSuccess,
@@ -12,10 +13,7 @@ export type StunOutcome = 'answered' | 'error_response' | 'dropped';
 /** Codec reasons plus the ones only the server can see. */
 export type StunServerDropReason = StunDropReason | 'bad_source_port' | 'send_queue_full' | 'internal_error';
 
-export interface StunServerLog {
-  warn: (obj: object, msg: string) => void;
-  debug?: (obj: object, msg: string) => void;
-}
+export type StunServerLog = LogSink<'warn'> & Partial<LogSink<'debug'>>;
 
 export interface StunServerOptions {
   host: string;

@@ -16,7 +16,7 @@ import {
   parseRing,
   SecretsManagerKeyRingStorage,
 } from '../../supernode/auth/secrets-key-ring';
-import { createLogger } from '../../supernode/log';
+import { createLogger } from '../../supernode/shared/log';
 import { waitFor } from '../helpers/node';
 import { FakeSecret, FakeSecretError } from './fake-secret';
 

@@ -1,6 +1,7 @@
 import { PutObjectCommand, type PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { S3Publisher, type S3PublisherOptions, s3ClientFromEnv } from '../../supernode/auth/publisher';
+import { S3Publisher, type S3PublisherOptions } from '../../supernode/auth/publisher';
+import { s3ClientFromEnv } from '../../supernode/shared/s3';
 
 const s3 = mockClient(S3Client);
 

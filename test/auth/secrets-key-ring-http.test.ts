@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { KeyRing } from '../../supernode/auth/key-ring';
 import { SecretsManagerKeyRingStorage } from '../../supernode/auth/secrets-key-ring';
 import { buildAuthService } from '../../supernode/auth/service';
-import { createLogger } from '../../supernode/log';
+import { createLogger } from '../../supernode/shared/log';
 import { waitFor } from '../helpers/node';
 import { FakeSecret, FakeSecretError } from './fake-secret';
 

@@ -6,8 +6,8 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import pino from 'pino';
 import { type AuthService, type AuthServiceOptions, buildAuthService } from '../../supernode/auth/service';
 import { SessionError, SupernodeSession } from '../../supernode/client/session';
-import { redactPaths } from '../../supernode/log';
 import { buildSupernode } from '../../supernode/node/server';
+import { redactPaths } from '../../supernode/shared/log';
 import { waitFor } from '../helpers/node';
 
 // Cheap hashing for speed; the OWASP default is exercised in test/auth/passwords.test.ts.

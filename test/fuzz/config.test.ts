@@ -9,7 +9,7 @@ import {
   parseOptions,
   resolveOptions,
 } from '../../supernode/config/options';
-import { soakOptionTable } from '../../supernode/soak';
+import { soakOptionTable } from '../../supernode/config/soak-options';
 import { anyText, hostileKey, runs } from './arbitraries';
 
 /**

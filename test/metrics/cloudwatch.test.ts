@@ -9,13 +9,13 @@ import {
   type PutMetricDataCommandInput,
 } from '@aws-sdk/client-cloudwatch';
 import { mockClient } from 'aws-sdk-client-mock';
-import { createLogger } from '../../supernode/log';
 import {
   CloudWatchPublisher,
   type CloudWatchPublisherOptions,
   MAX_REQUEST_BYTES,
   type MetricSample,
 } from '../../supernode/metrics/cloudwatch';
+import { createLogger } from '../../supernode/shared/log';
 
 const cw = mockClient(CloudWatchClient);
 

@@ -7,10 +7,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { publicJwks } from '../../supernode/auth/signing';
 import { nodeOptionTable } from '../../supernode/config/node-options';
 import { ConfigError, parseOptions } from '../../supernode/config/options';
-import { createLogger } from '../../supernode/log';
 import { KeyStore } from '../../supernode/node/keys';
 import { PolledJson } from '../../supernode/node/polled-json';
-import { parseS3Url, S3_URL } from '../../supernode/node/s3-source';
+import { createLogger } from '../../supernode/shared/log';
+import { parseS3Url, S3_URL } from '../../supernode/shared/s3';
 import { connectAs, makeTestKeys, startTestNode, type TestKeys } from '../helpers/node';
 
 const s3 = mockClient(S3Client);

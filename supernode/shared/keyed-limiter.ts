@@ -1,4 +1,4 @@
-import { TokenBucket } from '../node/token-bucket';
+import { TokenBucket } from './token-bucket';
 
 /**
  * Per-key rate limits (client IP, username) in bounded memory: the least recently seen key is
