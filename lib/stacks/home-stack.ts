@@ -1,13 +1,19 @@
-import { CfnOutput, Stack, type StackProps, Token } from 'aws-cdk-lib';
-import type { Construct } from 'constructs';
+import { CfnOutput, type CfnResource, Stack, type StackProps, Token } from 'aws-cdk-lib';
+import type { Construct, IConstruct } from 'constructs';
 import type { FleetPlacement, TierConfig } from '../config';
 import { AccessLogBucket } from '../constructs/access-logs';
+import { AuthData } from '../constructs/auth-data';
 import { AuthService } from '../constructs/auth-service';
 import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
 import { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
-import { acknowledgeAuthFindings, acknowledgeFleetFindings, acknowledgeStackFindings } from './nag';
+import {
+  acknowledgeAuthDataFindings,
+  acknowledgeAuthFindings,
+  acknowledgeFleetFindings,
+  acknowledgeStackFindings,
+} from './nag';
 import { publicationBucketName } from './naming';
 import { fleetOutputs } from './outputs';
 
@@ -16,10 +22,23 @@ export interface HomeStackProps extends StackProps {
 }
 
 /**
+ * Logical IDs the auth state had while AuthService owned it, which deployed stacks know it by. A new
+ * ID is a new resource: an empty table (the old one orphaned), a new key ring (the old one deleted),
+ * a bucket whose fixed name collides, and a bucket policy the old one's cleanup would delete.
+ */
+const AUTH_DATA_LOGICAL_IDS = {
+  table: 'AuthTable60C69E80',
+  keyRingSecret: 'AuthKeyRingSecretF4D43613',
+  publicationBucket: 'AuthPublicationBucketFAC615A6',
+  publicationBucketPolicy: 'AuthPublicationBucketPolicy8343BE20',
+} as const;
+
+/**
  * The home region: the auth service, its table and keys, the dashboard of the whole tier and,
  * when the home region also hosts a fleet, that fleet.
  */
 export class SupernodeHomeStack extends Stack {
+  readonly authData: AuthData;
   readonly auth: AuthService;
   readonly fleet: SupernodeFleet | undefined;
   readonly observability: Observability;
@@ -33,10 +52,17 @@ export class SupernodeHomeStack extends Stack {
     const logs = Token.isUnresolved(this.region) ? undefined : new AccessLogBucket(this, 'AccessLogs');
     const homeRegion = config.homeRegion;
 
+    this.authData = new AuthData(this, 'AuthData', {
+      publicationBucketName: publicationBucketName(this, homeRegion),
+      accessLogs: logs?.bucket,
+    });
+    pinAuthDataLogicalIds(this.authData);
     this.auth = new AuthService(this, 'Auth', {
       vpc: network.vpc,
       bundle,
-      publicationBucketName: publicationBucketName(this, homeRegion),
+      table: this.authData.table,
+      keyRingSecret: this.authData.keyRingSecret,
+      publicationBucket: this.authData.publicationBucket,
       instanceType: config.authInstanceType,
       floor: config.authFloor,
       ceiling: config.authCeiling,
@@ -49,7 +75,7 @@ export class SupernodeHomeStack extends Stack {
       this.fleet = new SupernodeFleet(this, 'Fleet', {
         vpc: network.vpc,
         bundle,
-        publicKeys: { bucketName: this.auth.publicationBucket.bucketName },
+        publicKeys: { bucketName: this.authData.publicationBucket.bucketName },
         instanceType: config.instanceType,
         floor: homeFleet.floor,
         ceiling: homeFleet.ceiling,
@@ -69,6 +95,7 @@ export class SupernodeHomeStack extends Stack {
         .filter((region): region is string => region !== undefined && region !== homeRegion),
       alarmEmail: config.alarmEmail,
     });
+    acknowledgeAuthDataFindings(this.authData);
     acknowledgeAuthFindings(this.auth);
     acknowledgeStackFindings(this, logs);
 
@@ -87,7 +114,7 @@ export class SupernodeHomeStack extends Stack {
       });
     }
     new CfnOutput(this, 'PublicKeys', {
-      value: `s3://${this.auth.publicationBucket.bucketName}/jwks.json`,
+      value: `s3://${this.authData.publicationBucket.bucketName}/jwks.json`,
       description: 'Public key set the supernodes read (works while the auth service is down)',
     });
     new CfnOutput(this, 'AlarmTopicArn', {
@@ -102,8 +129,19 @@ export class SupernodeHomeStack extends Stack {
       });
     }
     new CfnOutput(this, 'TableName', {
-      value: this.auth.table.tableName,
+      value: this.authData.table.tableName,
       description: 'Accounts table (DynamoDB)',
     });
   }
+}
+
+function pinAuthDataLogicalIds(data: AuthData): void {
+  const pin = (resource: IConstruct | undefined, logicalId: string) => {
+    if (!resource) throw new Error(`SupernodeHomeStack: nothing to pin to logical ID ${logicalId}`);
+    (resource.node.defaultChild as CfnResource).overrideLogicalId(logicalId);
+  };
+  pin(data.table, AUTH_DATA_LOGICAL_IDS.table);
+  pin(data.keyRingSecret, AUTH_DATA_LOGICAL_IDS.keyRingSecret);
+  pin(data.publicationBucket, AUTH_DATA_LOGICAL_IDS.publicationBucket);
+  pin(data.publicationBucket.policy, AUTH_DATA_LOGICAL_IDS.publicationBucketPolicy);
 }

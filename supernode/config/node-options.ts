@@ -33,13 +33,15 @@ export const nodeOptionTable = {
     kind: 'string',
     env: 'SUPERNODE_NODE_ID',
     pattern: NODE_ID,
-    help: 'Name of this node in lookups and logs. Default: <hostname>-<port>.',
+    help: 'Name of this node in lookups and logs.',
+    defaultHelp: '<hostname>-<port>',
   },
   publicUrl: {
     kind: 'string',
     env: 'SUPERNODE_PUBLIC_URL',
     pattern: WS_URL,
-    help: 'URL clients use to reach this node, returned as the home node in lookups. Default: ws://<host>:<port>.',
+    help: 'URL clients use to reach this node, returned as the home node in lookups.',
+    defaultHelp: 'ws://<host>:<port>',
   },
   alternatives: {
     kind: 'list',
@@ -93,7 +95,8 @@ export const nodeOptionTable = {
     kind: 'string',
     env: 'SUPERNODE_S3_REGION',
     pattern: { regex: /^[a-z0-9-]{2,32}$/, description: 'an AWS region name' },
-    help: "Region of the S3 client for s3:// sources (a bucket elsewhere is followed by redirect; AWS_ENDPOINT_URL_S3 honoured). Default: the SDK's (AWS_REGION, then instance metadata).",
+    help: 'Region of the S3 client for s3:// sources (a bucket elsewhere is followed by redirect; AWS_ENDPOINT_URL_S3 honoured).',
+    defaultHelp: "the SDK's (AWS_REGION, then instance metadata)",
   },
   audience: {
     kind: 'string',
@@ -225,7 +228,8 @@ export const nodeOptionTable = {
     kind: 'string',
     env: 'SUPERNODE_STUN_HOST',
     pattern: HOST,
-    help: 'Address the STUN socket binds to. Default: same as --host.',
+    help: 'Address the STUN socket binds to.',
+    defaultHelp: 'same as --host',
   },
   stunPort: {
     kind: 'int',
@@ -279,7 +283,8 @@ export const nodeOptionTable = {
     kind: 'string',
     env: 'SUPERNODE_MESH_HOST',
     pattern: HOST,
-    help: 'Address the mesh listener binds to (the private address in AWS). Default: same as --host.',
+    help: 'Address the mesh listener binds to (the private address in AWS).',
+    defaultHelp: 'same as --host',
   },
   meshPort: {
     kind: 'int',
@@ -379,17 +384,17 @@ export type NodeConfig = OptionValues<typeof nodeOptionTable>;
 export function checkNodeConfig(config: NodeConfig): NodeConfig {
   if (Boolean(config.jwksUrl) === Boolean(config.jwksFile)) {
     throw new ConfigError(
-      '--jwks-url (SUPERNODE_JWKS_URL) or --jwks-file (SUPERNODE_JWKS_FILE) is required, not both',
+      'give exactly one of --jwks-url (SUPERNODE_JWKS_URL) and --jwks-file (SUPERNODE_JWKS_FILE)',
     );
   }
   if (config.revocationsUrl && config.revocationsFile) {
     throw new ConfigError(
-      '--revocations-url (SUPERNODE_REVOCATIONS_URL) or --revocations-file (SUPERNODE_REVOCATIONS_FILE), not both',
+      'give at most one of --revocations-url (SUPERNODE_REVOCATIONS_URL) and --revocations-file (SUPERNODE_REVOCATIONS_FILE)',
     );
   }
   if (config.meshSecret && config.meshSecretFile) {
     throw new ConfigError(
-      '--mesh-secret (SUPERNODE_MESH_SECRET) or --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE), not both',
+      'give at most one of --mesh-secret (SUPERNODE_MESH_SECRET) and --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE)',
     );
   }
   if (config.mesh && !config.meshSecret && !config.meshSecretFile) {

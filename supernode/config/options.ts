@@ -8,6 +8,8 @@ import { parseArgs } from 'node:util';
 interface BaseSpec {
   env: string;
   help: string;
+  /** The value when the option is not given, in words, where `default` cannot hold it (e.g. <hostname>-<port>). */
+  defaultHelp?: string;
 }
 export interface IntSpec extends BaseSpec {
   kind: 'int';
@@ -183,6 +185,7 @@ export function helpText(usage: string, table: OptionTable): string {
 }
 
 export function defaultText(spec: OptionSpec): string {
+  if (spec.defaultHelp) return spec.defaultHelp;
   if (spec.default === undefined) return 'none';
   if (Array.isArray(spec.default)) return spec.default.length ? spec.default.join(',') : 'empty';
   return String(spec.default);

@@ -6,7 +6,7 @@
 import { AuthClient } from '../client/auth-client';
 import { MemoryCredentialStore } from '../client/credentials';
 import { SupernodeClient } from '../client/resilient-client';
-import { mintAccessTokens } from './tier';
+import { mintDrillTokens } from './tier';
 
 export interface WorkerConfig {
   usernames: string[];
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const config = await receiveConfig();
   const store = new MemoryCredentialStore();
   if (config.signingKeysFile) {
-    const minted = await mintAccessTokens(config.signingKeysFile, config.usernames);
+    const minted = await mintDrillTokens(config.signingKeysFile, config.usernames);
     for (const [user, accessToken] of minted) {
       // No refresh token: a refresh attempt would fail as invalid and show up as a password login.
       store.tokens.set(user, { accessToken, refreshToken: 'none', expiresAt: Date.now() + 3600_000 });

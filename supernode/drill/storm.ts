@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { stormOptionTable } from '../config/drill-options';
 import { parseOptions } from '../config/options';
 import { lineChartSvg, ProgressBar, table } from './report';
-import { DrillTier, seedAccounts, sleep } from './tier';
+import { DrillTier, seedDrillAccounts, sleep } from './tier';
 import { ClientFleet, type Report } from './workers';
 
 export interface StormPhase {
@@ -60,7 +60,7 @@ export async function runStormDrill(options: ReturnType<typeof parseStormOptions
   const log = (line: string) => process.stderr.write(`${line}\n`);
   try {
     log(`storm: seeding ${options.clients} accounts (one OWASP-cost hash, written to the embedded store)`);
-    await seedAccounts(dataDir, [...usernames, ...calibration], password);
+    await seedDrillAccounts(dataDir, [...usernames, ...calibration], password);
     await tier.start();
     log(`storm: tier up (auth ${tier.authUrl}, nodes ${tier.nodes.map((n) => n.port).join(', ')})`);
     clients = await ClientFleet.start(

@@ -6,10 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileKeyRingStorage, type KeyRecord } from '../auth/key-ring';
-import { hashPassword, OWASP_SCRYPT } from '../auth/passwords';
-import { signAccessToken } from '../auth/signing';
-import { AccountStore, createDynamoClients, ensureTable, newAccount } from '../auth/store';
+import { mintAccessTokens, seedAccounts } from '../auth';
 import { type FleetNode, freePorts, killAll, planFleet, startFleetNode, waitReady } from '../local/fleet';
 
 const CLI = join(__dirname, '../bin/supernode.cjs');
@@ -132,60 +129,22 @@ export class DrillTier {
   }
 }
 
-/**
- * Writes the drill's accounts straight into the embedded store (before the auth service holds it),
- * all with one OWASP-cost hash of `password`: what sign-up would have stored, without spending
- * hours of hashing on set-up. Logins against them cost what production logins cost.
- */
-export async function seedAccounts(dataDir: string, usernames: string[], password: string): Promise<void> {
-  const { startEmbeddedDynamo } =
-    require('../auth/embedded-store') as typeof import('../auth/embedded-store');
-  const embedded = await startEmbeddedDynamo({ path: join(dataDir, 'dynamo') });
-  try {
-    const { client, doc } = createDynamoClients({ endpoint: embedded.endpoint });
-    await ensureTable(client, TABLE);
-    const store = new AccountStore(doc, TABLE);
-    const passwordHash = await hashPassword(password, OWASP_SCRYPT);
-    const now = Date.now();
-    let next = 0;
-    const writer = async () => {
-      while (next < usernames.length) {
-        const username = usernames[next++];
-        await store.createAccount(newAccount(username, passwordHash, now));
-      }
-    };
-    await Promise.all(Array.from({ length: 32 }, writer));
-    client.destroy();
-  } finally {
-    await embedded.close();
-  }
+/** The drill's accounts, in the drill tier's table: what sign-up would have stored (auth/seed.ts). */
+export function seedDrillAccounts(dataDir: string, usernames: string[], password: string): Promise<void> {
+  return seedAccounts(dataDir, TABLE, usernames, password);
 }
 
-/**
- * Access tokens as the auth service issues them (its own current signing key, audience and issuer):
- * the credentials clients hold from before the event. One signature each instead of one password
- * login each, which at OWASP cost would take the drill hours.
- */
-export async function mintAccessTokens(
+/** Access tokens as the drill tier's auth service issues them: the credentials held before the event. */
+export function mintDrillTokens(
   signingKeysFile: string,
   usernames: string[],
   ttlSec = 3600,
 ): Promise<Map<string, string>> {
-  const loaded = await new FileKeyRingStorage(signingKeysFile).load();
-  const keys: KeyRecord[] = loaded?.keys ?? [];
-  const now = Date.now();
-  const active = keys
-    .filter((key) => key.activatesAt <= now)
-    .sort((a, b) => b.activatesAt - a.activatesAt)[0];
-  if (!active) throw new Error(`no active signing key in ${signingKeysFile}`);
-  const tokens = new Map<string, string>();
-  for (const username of usernames) {
-    tokens.set(
-      username,
-      await signAccessToken(active, { sub: username, aud: 'supernode', iss: 'supernode-auth', ttlSec }),
-    );
-  }
-  return tokens;
+  return mintAccessTokens(signingKeysFile, usernames, {
+    audience: 'supernode',
+    issuer: 'supernode-auth',
+    ttlSec,
+  });
 }
 
 export function sleep(ms: number): Promise<void> {

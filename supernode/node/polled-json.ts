@@ -28,6 +28,8 @@ export class PolledJson<T> {
   private current: T | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** Message of the latest failure of the current run, so a repeat is not logged again. */
+  private lastError: string | undefined;
   private stopped = false;
   /** S3 only: the ETag of the current value, so an unchanged object costs a 304 and no body. */
   private etag: string | undefined;
@@ -76,14 +78,14 @@ export class PolledJson<T> {
         this.etag = read.etag;
       }
       this.loadedAt = Date.now();
+      if (this.failures > 0)
+        this.options.log.info({ failures: this.failures }, `${this.options.name} loaded`);
       this.failures = 0;
+      this.lastError = undefined;
       ok = true;
     } catch (err) {
       this.failures++;
-      this.options.log.warn(
-        { err: { name: (err as Error).name, message: (err as Error).message }, failures: this.failures },
-        `${this.options.name} refresh failed; keeping the last good copy`,
-      );
+      this.logFailure(err as Error);
     }
     if (!this.stopped) {
       const { refreshMs } = this.options;
@@ -92,6 +94,22 @@ export class PolledJson<T> {
       this.timer.unref();
     }
     return ok;
+  }
+
+  /**
+   * One warning per run of identical failures (a missing file would otherwise warn at every retry), and
+   * it says what the node is doing: holding the last good copy, or still waiting for a first one.
+   */
+  private logFailure(err: Error): void {
+    const error = { name: err.name, message: err.message };
+    const repeated = this.lastError === error.message;
+    this.lastError = error.message;
+    const log = this.options.log;
+    const what = this.current
+      ? `${this.options.name} refresh failed; keeping the last good copy`
+      : `${this.options.name} not loaded yet; retrying`;
+    if (repeated) log.debug({ err: error, failures: this.failures }, what);
+    else log.warn({ err: error, failures: this.failures }, what);
   }
 
   private async read(): Promise<{ text: string; etag?: string } | 'not_modified'> {

@@ -5,7 +5,7 @@ import {
   type HashTicket,
   type Reservation,
   TicketCancelledError,
-} from '../../supernode/auth/admission';
+} from '../../supernode/auth/core/admission';
 
 interface Deferred<T> {
   promise: Promise<T>;

@@ -1,4 +1,4 @@
-import { buildAuthService } from '../../supernode/auth/service';
+import { buildAuthService } from '../../supernode/auth/server';
 import { authOptionTable, checkAuthConfig } from '../../supernode/config/auth-options';
 import { ConfigError, parseOptions } from '../../supernode/config/options';
 

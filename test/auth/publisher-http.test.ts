@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AuthService, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import { waitFor } from '../helpers/node';
 
 interface RecordedPut {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeyRing } from '../../supernode/auth/key-ring';
 import { SecretsManagerKeyRingStorage } from '../../supernode/auth/secrets-key-ring';
-import { buildAuthService } from '../../supernode/auth/service';
+import { buildAuthService } from '../../supernode/auth/server';
 import { createLogger } from '../../supernode/shared/log';
 import { waitFor } from '../helpers/node';
 import { FakeSecret, FakeSecretError } from './fake-secret';

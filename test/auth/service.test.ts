@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import pino from 'pino';
-import { type AuthService, type AuthServiceOptions, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, type AuthServiceOptions, buildAuthService } from '../../supernode/auth/server';
 import { SessionError, SupernodeSession } from '../../supernode/client/session';
 import { buildSupernode } from '../../supernode/node/server';
 import { redactPaths } from '../../supernode/shared/log';

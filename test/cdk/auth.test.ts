@@ -1,5 +1,8 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { TableV2 } from 'aws-cdk-lib/aws-dynamodb';
+import { Bucket } from 'aws-cdk-lib/aws-s3';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AuthService } from '../../lib/constructs/auth-service';
 import { RuntimeBundle } from '../../lib/constructs/runtime';
 import { TierNetwork } from '../../lib/constructs/tier-network';
@@ -171,18 +174,38 @@ test('public keys are published to a private, TLS-only bucket the fleets read', 
   });
 });
 
+/** AuthService alone, on state it did not create (imported by name, as another stack would). */
+function authOnImportedState(props: Record<string, unknown> = {}): Stack {
+  const app = new App({ context: cdkJsonContext });
+  const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
+  const { vpc } = new TierNetwork(stack, 'Net');
+  new AuthService(stack, 'Auth', {
+    vpc,
+    bundle: new RuntimeBundle(stack, 'Runtime'),
+    table: TableV2.fromTableName(stack, 'Table', 'accounts'),
+    keyRingSecret: Secret.fromSecretNameV2(stack, 'KeyRing', 'auth/key-ring'),
+    publicationBucket: Bucket.fromBucketName(stack, 'Publication', 'supernode-public-test'),
+    ...props,
+  });
+  return stack;
+}
+
+test('compute only: on imported state it creates no table, secret or bucket and grants the same actions', () => {
+  const imported = Template.fromStack(authOnImportedState());
+  for (const type of ['AWS::DynamoDB::GlobalTable', 'AWS::SecretsManager::Secret', 'AWS::S3::Bucket'])
+    imported.resourceCountIs(type, 0);
+  const statements = Object.values(resourcesOf(imported, 'AWS::IAM::Policy')).flatMap(
+    (policy) => (policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
+  );
+  const secret = statements.find((s) => JSON.stringify(s.Action).includes('secretsmanager:'));
+  // A secret imported by name has a partial ARN: the grant must match the random suffix.
+  expect(JSON.stringify(secret?.Resource)).toContain(':secret:auth/key-ring-??????');
+  const table = statements.find((s) => JSON.stringify(s.Action).includes('dynamodb:'));
+  expect(JSON.stringify(table?.Resource)).toContain(':table/accounts');
+});
+
 describe('props validation', () => {
-  const authIn = (props: Record<string, unknown>) => {
-    const app = new App({ context: cdkJsonContext });
-    const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
-    const { vpc } = new TierNetwork(stack, 'Net');
-    new AuthService(stack, 'Auth', {
-      vpc,
-      bundle: new RuntimeBundle(stack, 'Runtime'),
-      publicationBucketName: 'b',
-      ...props,
-    });
-  };
+  const authIn = (props: Record<string, unknown>) => authOnImportedState(props);
   test.each([
     [{ floor: 0 }, /floor must be at least 1/],
     [{ floor: 3, ceiling: 3 }, /ceiling \(3\) must be greater than floor \(3\)/],

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AuthService, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import { AuthClient, type Tokens } from '../../supernode/client/auth-client';
 import { FileCredentialStore } from '../../supernode/client/credentials';
 import {

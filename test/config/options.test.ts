@@ -44,11 +44,28 @@ describe('node options', () => {
   });
 
   it('checks rules across options', () => {
-    expect(() => checkNodeConfig(parse([]))).toThrow(/--jwks-url .* or --jwks-file .* is required/);
-    expect(() => checkNodeConfig(parse(['--jwks-file', 'a', '--jwks-url', 'http://x']))).toThrow(/not both/);
+    const exactlyOne =
+      'give exactly one of --jwks-url (SUPERNODE_JWKS_URL) and --jwks-file (SUPERNODE_JWKS_FILE)';
+    expect(() => checkNodeConfig(parse([]))).toThrow(exactlyOne);
+    expect(() => checkNodeConfig(parse(['--jwks-file', 'a', '--jwks-url', 'http://x']))).toThrow(exactlyOne);
     expect(() => checkNodeConfig(parse(['--jwks-file', 'a', '--cloudwatch']))).toThrow(
       /--auto-scaling-group/,
     );
+  });
+
+  it('states one default per option in --help, in words where the value depends on others', () => {
+    const text = helpText('Usage: supernode node [options]', nodeOptionTable);
+    const blocks = text
+      .split(/\n(?= {2}--)/)
+      .filter((block) => block.startsWith('  --') && !block.startsWith('  --help'));
+    expect(blocks).toHaveLength(Object.keys(nodeOptionTable).length);
+    for (const block of blocks) expect(block.match(/Default:/g)).toHaveLength(1);
+    const nodeId = blocks.find((block) => block.startsWith('  --node-id '));
+    expect(nodeId).toContain('Default: <hostname>-<port>.');
+    for (const flag of ['--public-url', '--s3-region', '--stun-host', '--mesh-host']) {
+      const block = blocks.find((b) => b.startsWith(`  ${flag} `));
+      expect(block).not.toContain('Default: none.');
+    }
   });
 
   it('applies the same checks to options given in code', () => {

@@ -3,7 +3,7 @@ import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingH
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { type AuthService, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import { anyText, deeplyNested, hostileJson, hostileKey, withKey } from './arbitraries';
 
 /**

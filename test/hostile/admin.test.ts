@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AuthService, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import { makeTestKeys, type RunningNode, startTestNode, type TestKeys } from '../helpers/node';
 import { type ControlPair, controlPair } from './hostile';
 

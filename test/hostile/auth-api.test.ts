@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AuthService, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import { SessionError, SupernodeSession } from '../../supernode/client/session';
 import { buildSupernode, type Supernode } from '../../supernode/node/server';
 import { type ControlPair, controlPair, scale } from './hostile';

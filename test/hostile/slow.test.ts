@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AuthService, buildAuthService } from '../../supernode/auth/service';
+import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import type { SupernodeSession } from '../../supernode/client/session';
 import type { ServerError } from '../../supernode/protocol/messages';
 import {

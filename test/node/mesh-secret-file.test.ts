@@ -74,7 +74,7 @@ describe('--mesh-secret-file', () => {
   it('with --mesh, exactly one of --mesh-secret and --mesh-secret-file', async () => {
     const path = await file('both', SECRET);
     expect(() => parse(['--mesh', '--mesh-secret', SECRET, '--mesh-secret-file', path])).toThrow(
-      '--mesh-secret (SUPERNODE_MESH_SECRET) or --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE), not both',
+      'give at most one of --mesh-secret (SUPERNODE_MESH_SECRET) and --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE)',
     );
     expect(() => parse(['--mesh'])).toThrow(
       '--mesh-secret (SUPERNODE_MESH_SECRET) or --mesh-secret-file (SUPERNODE_MESH_SECRET_FILE) is required with --mesh',

@@ -1,0 +1,111 @@
+import type { AuthMetrics } from '../metrics';
+import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from '../passwords';
+import { type AccountStore, newAccount } from '../store';
+import type { Gates } from './gates';
+import type { Lockout } from './lockout';
+import { type Outcome, refusal, success, WRONG_CREDENTIALS } from './outcome';
+import type { RevocationPublisher } from './revocations';
+import type { TokenIssuer } from './tokens';
+
+export interface AccountsOptions {
+  store: AccountStore;
+  gates: Gates;
+  lockout: Lockout;
+  tokens: TokenIssuer;
+  revocations: RevocationPublisher;
+  metrics: AuthMetrics;
+  scrypt: ScryptParams;
+}
+
+/** Sign-up, password login, password change and disabling: the password-class work of the service. */
+export class Accounts {
+  constructor(private readonly options: AccountsOptions) {}
+
+  signUp(ip: string, username: string, password: string): Promise<Outcome> {
+    const { gates, store, metrics, scrypt } = this.options;
+    return gates.password(ip, username, 'create_account', async (inSlot) => {
+      const passwordHash = await inSlot(() => hashPassword(password, scrypt));
+      const outcome = await store.createAccount(newAccount(username, passwordHash));
+      metrics.requests.inc({ route: 'create_account', outcome });
+      if (outcome === 'exists') return refusal(409, 'username_taken', 'that username is taken');
+      return success({ username }, 201);
+    });
+  }
+
+  login(ip: string, username: string, password: string): Promise<Outcome> {
+    const { gates, store, metrics, scrypt, lockout, tokens } = this.options;
+    return gates.password(ip, username, 'login', async (inSlot) => {
+      const account = await store.getAccount(username);
+      const now = Date.now();
+      const until = lockout.lockedUntil(account, username, now);
+      if (until) {
+        metrics.requests.inc({ route: 'login', outcome: 'locked' });
+        return refusal(429, 'too_many_attempts', 'too many failed attempts; try later', until - now);
+      }
+      // An unknown name costs a hash too, so timing does not tell whether the account exists.
+      // One slot covers the check and, when the stored parameters are below today's, the re-hash.
+      const { valid, upgradedHash } = await inSlot(async () => {
+        if (!account) return { valid: await dummyVerify(password, scrypt), upgradedHash: undefined };
+        const ok = await verifyPassword(password, account.passwordHash);
+        const upgrade =
+          ok && needsRehash(account.passwordHash, scrypt) ? await hashPassword(password, scrypt) : undefined;
+        return { valid: ok, upgradedHash: upgrade };
+      });
+      if (!valid || !account) {
+        await lockout.recordFailure(account, username, Date.now());
+        metrics.requests.inc({ route: 'login', outcome: 'invalid' });
+        return WRONG_CREDENTIALS();
+      }
+      if (account.disabled) {
+        metrics.requests.inc({ route: 'login', outcome: 'disabled' });
+        return refusal(403, 'account_disabled', 'this account is disabled');
+      }
+      if (account.failedLogins > 0) await store.clearLoginFailures(username);
+      // Same password, stronger hash: keep passwordChangedAt so existing refresh tokens stay valid.
+      if (upgradedHash) await store.setPassword(username, upgradedHash, account.passwordChangedAt);
+      metrics.requests.inc({ route: 'login', outcome: 'ok' });
+      metrics.totals.succeeded++;
+      return success(await tokens.issue(username));
+    });
+  }
+
+  changePassword(
+    ip: string,
+    username: string,
+    currentPassword: string,
+    newPassword: string,
+  ): Promise<Outcome> {
+    const { gates, store, metrics, scrypt, lockout, revocations } = this.options;
+    return gates.password(ip, username, 'change_password', async (inSlot) => {
+      const account = await store.getAccount(username);
+      const now = Date.now();
+      const until = lockout.lockedUntil(account, username, now);
+      if (until) return refusal(429, 'too_many_attempts', 'too many failed attempts; try later', until - now);
+      const newHash = await inSlot(async () => {
+        const valid = account
+          ? await verifyPassword(currentPassword, account.passwordHash)
+          : await dummyVerify(currentPassword, scrypt);
+        return valid && account && !account.disabled ? hashPassword(newPassword, scrypt) : undefined;
+      });
+      if (!newHash) {
+        await lockout.recordFailure(account, username, Date.now());
+        metrics.requests.inc({ route: 'change_password', outcome: 'invalid' });
+        return WRONG_CREDENTIALS();
+      }
+      const changedAt = Date.now();
+      await store.setPassword(username, newHash, changedAt);
+      // Sessions and refresh tokens from before the change stop working.
+      await revocations.revoke({ kind: 'user', id: username, at: changedAt });
+      metrics.requests.inc({ route: 'change_password', outcome: 'ok' });
+      return success({ username, passwordChangedAt: changedAt });
+    });
+  }
+
+  /** Disables the account and revokes every session and refresh token it has. */
+  async disable(username: string): Promise<Outcome> {
+    const { store, revocations } = this.options;
+    if (!(await store.setDisabled(username, true))) return refusal(404, 'not_found', 'no such account');
+    await revocations.revoke({ kind: 'user', id: username, at: Date.now() });
+    return success({ username, disabled: true });
+  }
+}
