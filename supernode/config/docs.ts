@@ -1,5 +1,6 @@
 import { authOptionTable } from './auth-options';
 import { crashOptionTable, stormOptionTable } from './drill-options';
+import { localOptionTable } from './local-options';
 import { nodeOptionTable } from './node-options';
 import { allowedOf, defaultText, flagOf, type OptionTable } from './options';
 import { soakOptionTable } from './soak-options';
@@ -38,6 +39,7 @@ export function configurationMarkdown(): string {
     '`--lockout-base-sec`. With `--aws-dynamodb` the SDK reads `AWS_REGION`, credentials and',
     '`AWS_ENDPOINT_URL_DYNAMODB` from the environment.',
     '',
+    ...section('Local tier', 'supernode local [options] (npm start)', localOptionTable),
     ...section('Release gate', 'supernode soak [options]', soakOptionTable),
     ...section('Storm drill', 'supernode drill storm [options]', stormOptionTable),
     ...section('Crash drill', 'supernode drill crash [options]', crashOptionTable),

@@ -85,8 +85,9 @@ export async function startFleetNode(node: FleetNode, options: StartOptions): Pr
 export async function waitReady(baseUrl: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child && child.exitCode !== null)
-      throw new Error(`${baseUrl}: process exited with ${child.exitCode}`);
+    // A process killed by a signal has no exit code, only a signal code.
+    if (child && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(`${baseUrl}: process exited with ${child.exitCode ?? child.signalCode}`);
     try {
       if ((await fetch(`${baseUrl}/readyz`)).ok) return;
     } catch {

@@ -1,68 +1,50 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AuthClient } from '../../supernode/client/auth-client';
 import { SupernodeSession } from '../../supernode/client/session';
 import { stunBinding } from '../../supernode/stun/client';
+import {
+  BANNER,
+  exitWithin,
+  stillRunning,
+  type Tier,
+  TierFixtures,
+  type TierPorts,
+  tierPorts,
+  waitForOutput,
+} from './helpers';
 
-// Ports away from the defaults, so a developer's running `npm start` does not collide.
-const AUTH_PORT = 18_080;
-const BASE_PORT = 17_001;
-const STUN_PORT = 13_478;
-const MESH_BASE_PORT = 17_101;
-const cli = join(__dirname, '../../supernode/bin/supernode.cjs');
-
+let ports: TierPorts;
 let dataDir: string;
-let tier: ChildProcess | undefined;
+const fixtures = new TierFixtures();
 
-function startTier(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'local'], {
-    env: {
-      ...process.env,
-      SUPERNODE_DATA_DIR: dataDir,
-      AUTH_PORT: String(AUTH_PORT),
-      SUPERNODE_LOCAL_BASE_PORT: String(BASE_PORT),
-      SUPERNODE_STUN_PORT: String(STUN_PORT),
-      SUPERNODE_LOCAL_MESH_BASE_PORT: String(MESH_BASE_PORT),
-      // Cheap hashes keep the test fast; the tier passes the environment on to the auth service.
-      AUTH_SCRYPT_N: '1024',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-    detached: true,
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('Ctrl-C drains and stops everything')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`local tier exited early (${code}): ${output}`)));
-  });
+async function start(): Promise<Tier> {
+  const tier = fixtures.start(ports, dataDir);
+  await waitForOutput(tier, 'Ctrl-C drains and stops everything', 30_000);
+  expect(tier.output()).toContain(BANNER);
+  return tier;
 }
 
-function stopTier(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    child.once('exit', (code) => resolve(code));
-    child.kill('SIGINT');
-  });
+/** Ctrl-C as a supervisor sees it; the group-wide one is in tier-signals.test.ts. */
+async function stop(running: Tier): Promise<void> {
+  running.child.kill('SIGINT');
+  const code = await exitWithin(running, 20_000);
+  // With what it printed: a non-zero exit names the component that failed.
+  expect({ code, output: running.output() }).toEqual({ code: 0, output: expect.any(String) });
+  expect(await stillRunning(running.seen, 5000)).toEqual([]);
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'local-tier-'));
+  ports = await tierPorts(3);
+  dataDir = await fixtures.dataDir();
 });
-afterAll(async () => {
-  // The tier is a process group (auth and nodes are its children): end all of it, even mid-test.
-  if (tier?.pid && tier.exitCode === null) process.kill(-tier.pid, 'SIGKILL');
-  await rm(dataDir, { recursive: true, force: true });
-});
+// Components run in their own process groups: end each of them, even mid-test.
+afterAll(() => fixtures.cleanup());
 
 test('npm start runs the store, auth and three supernodes; Ctrl-C stops it; a restart keeps the accounts', async () => {
-  tier = await startTier();
-  const auth = new AuthClient(`http://127.0.0.1:${AUTH_PORT}`);
+  const running = await start();
+  const auth = new AuthClient(`http://127.0.0.1:${ports.auth}`);
   await auth.signup('alice', 'alice-secret-1');
   await auth.signup('bob', 'bob-secret-12');
-  const nodeUrls = [0, 1, 2].map((i) => `ws://127.0.0.1:${BASE_PORT + i}`);
+  const nodeUrls = [0, 1, 2].map((i) => `ws://127.0.0.1:${ports.base + i}`);
   for (const url of nodeUrls) {
     const ready = await fetch(`${url.replace('ws', 'http')}/readyz`);
     expect(ready.status).toBe(200);
@@ -96,19 +78,18 @@ test('npm start runs the store, auth and three supernodes; Ctrl-C stops it; a re
   }
   expect(ack?.delivered).toBe(1);
   expect(await received).toBe('hello bob');
-  expect((await stunBinding('127.0.0.1', STUN_PORT)).address).toBe('127.0.0.1');
+  expect((await stunBinding('127.0.0.1', ports.stun)).address).toBe('127.0.0.1');
   await Promise.all([alice.close(), bob.close()]);
 
-  expect(await stopTier(tier)).toBe(0);
-  for (const port of [AUTH_PORT, BASE_PORT]) {
+  await stop(running);
+  for (const port of [ports.auth, ports.base]) {
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   }
 
-  tier = await startTier();
+  const restarted = await start();
   const again = await auth.login('alice', 'alice-secret-1');
   const session = await SupernodeSession.connect({ url: nodeUrls[0], token: again.accessToken });
   expect(session.user).toBe('alice');
   await session.close();
-  expect(await stopTier(tier)).toBe(0);
-  tier = undefined;
+  await stop(restarted);
 }, 90_000);

@@ -307,10 +307,9 @@ describe('a login with a wrong password', () => {
     });
     try {
       const { url } = await auth.listen();
-      const login = run(
-        ['client', 'login', '--username', 'alice', '--password', 'wrong', '--auth', url],
-        { SUPERNODE_DATA_DIR: join(dataDir, 'client-state') },
-      );
+      const login = run(['client', 'login', '--username', 'alice', '--password', 'wrong', '--auth', url], {
+        SUPERNODE_DATA_DIR: join(dataDir, 'client-state'),
+      });
       expect(await login.exited).not.toBe(0);
       expect(login.output()).toMatch(/username or password is wrong/);
       expect(login.output()).not.toMatch(/must NOT|body\/password|fewer than/);
