@@ -1,5 +1,14 @@
 import { patterns } from './options';
 
+/** Both drills write their timeline and chart to the same place. */
+const drillOut = {
+  kind: 'string',
+  env: 'DRILL_OUT',
+  default: '.data/drills',
+  pattern: patterns.path,
+  help: 'Where the timeline (JSON) and the chart (SVG) are written.',
+} as const;
+
 /** `supernode drill storm`: the 2007 login storm. */
 export const stormOptionTable = {
   clients: {
@@ -42,13 +51,7 @@ export const stormOptionTable = {
     max: 600_000,
     help: 'Clients first connect spread over this long (set-up only; the storms use the SDK defaults).',
   },
-  out: {
-    kind: 'string',
-    env: 'DRILL_OUT',
-    default: '.data/drills',
-    pattern: patterns.path,
-    help: 'Where the timeline (JSON) and the chart (SVG) are written.',
-  },
+  out: drillOut,
 } as const;
 
 /** `supernode drill crash`: the 2010 supernode crash. */
@@ -109,11 +112,5 @@ export const crashOptionTable = {
     max: 600_000,
     help: 'Clients first connect spread over this long.',
   },
-  out: {
-    kind: 'string',
-    env: 'DRILL_OUT',
-    default: '.data/drills',
-    pattern: patterns.path,
-    help: 'Where the timeline (JSON) and the chart (SVG) are written.',
-  },
+  out: drillOut,
 } as const;

@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import { nodeOptionTable } from '../../supernode/config/node-options';
 import { resolveOptions } from '../../supernode/config/options';
 import { type NodeSettings, SessionCore } from '../../supernode/node/core/sessions';
@@ -18,7 +18,14 @@ import {
   parseRelayFrame,
 } from '../../supernode/protocol/frames';
 import { createLogger } from '../../supernode/shared/log';
-import { makeTestKeys, type TestKeys, waitFor } from '../helpers/node';
+import {
+  makeTestKeys,
+  type RawConnection,
+  type RunningNode,
+  rawConnect,
+  type TestKeys,
+  waitFor,
+} from '../helpers/node';
 
 let keys: TestKeys;
 let store: KeyStore;
@@ -63,37 +70,12 @@ afterAll(async () => {
   await keys.cleanup();
 });
 
-interface Client {
-  socket: WebSocket;
-  next(): Promise<Record<string, unknown>>;
-  binary: Buffer[];
-  closed: Promise<{ code: number; reason: string }>;
+async function connect(): Promise<RawConnection> {
+  // A bare ws server accepts any path; rawConnect adds the session path to this URL.
+  return rawConnect({ url } as RunningNode);
 }
 
-async function connect(): Promise<Client> {
-  const socket = new WebSocket(url);
-  const inbox: Array<Record<string, unknown>> = [];
-  const waiting: Array<(m: Record<string, unknown>) => void> = [];
-  const binary: Buffer[] = [];
-  socket.on('message', (data, isBinary) => {
-    if (isBinary) return void binary.push(data as Buffer);
-    const message = JSON.parse(data.toString()) as Record<string, unknown>;
-    const waiter = waiting.shift();
-    if (waiter) waiter(message);
-    else inbox.push(message);
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  await once(socket, 'open');
-  const next = () => {
-    const queued = inbox.shift();
-    return queued ? Promise.resolve(queued) : new Promise<Record<string, unknown>>((r) => waiting.push(r));
-  };
-  return { socket, next, binary, closed };
-}
-
-async function hello(client: Client, user: string): Promise<Record<string, unknown>> {
+async function hello(client: RawConnection, user: string): Promise<Record<string, unknown>> {
   client.socket.send(JSON.stringify({ type: 'hello', token: await keys.mint(user) }));
   return client.next();
 }
