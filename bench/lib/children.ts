@@ -182,9 +182,22 @@ export interface SpawnOptions {
  * Starts `node --require orphan-guard <args>` from the repository root. TypeScript scripts get
  * `--require tsx/cjs` (the same loader the supernode CLI uses).
  */
+/**
+ * Profiling the processes of a part: `BENCH_CPU_PROF=<dir>` writes a V8 CPU profile of every child on
+ * exit, `BENCH_CPU_PROF_ONLY=<name prefix>` limits it to some (e.g. `supernode`). NODE_OPTIONS cannot
+ * carry --cpu-prof.
+ */
+function profileFlags(name: string): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return [];
+  const only = process.env.BENCH_CPU_PROF_ONLY;
+  if (only && !name.startsWith(only)) return [];
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`];
+}
+
 export function spawnNode(options: SpawnOptions): ChildHandle {
   const tsLoader = options.args[0]?.endsWith('.ts') ? ['--require', 'tsx/cjs'] : [];
-  const args = ['--require', ORPHAN_GUARD, ...tsLoader, ...options.args];
+  const args = ['--require', ORPHAN_GUARD, ...profileFlags(options.name), ...tsLoader, ...options.args];
   const proc = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },

@@ -1,5 +1,6 @@
-import { createLocalJWKSet, type JSONWebKeySet, type JWK } from 'jose';
+import type { JSONWebKeySet, JWK } from 'jose';
 import type { Logger } from '../shared/log';
+import { type PublicJwk, TrustedKeys } from './access-token';
 import { PolledJson } from './polled-json';
 
 export const MAX_JWKS_BYTES = 64 * 1024;
@@ -15,14 +16,9 @@ export interface KeyStoreOptions {
   log: Logger;
 }
 
-interface LoadedKeys {
-  getKey: ReturnType<typeof createLocalJWKSet>;
-  kids: string[];
-}
-
 /** Keeps the last good public key set in memory; verification never waits on the network. */
 export class KeyStore {
-  private readonly document: PolledJson<LoadedKeys>;
+  private readonly document: PolledJson<TrustedKeys>;
 
   constructor(options: KeyStoreOptions) {
     this.document = new PolledJson({
@@ -33,10 +29,7 @@ export class KeyStore {
       s3Region: options.s3Region,
       maxBytes: MAX_JWKS_BYTES,
       log: options.log,
-      parse: (value) => {
-        const set = validateJwks(value);
-        return { getKey: createLocalJWKSet(set), kids: set.keys.map((k) => k.kid as string) };
-      },
+      parse: (value) => new TrustedKeys(validateJwks(value).keys as PublicJwk[]),
     });
   }
 
@@ -44,8 +37,9 @@ export class KeyStore {
     return this.document.value !== undefined;
   }
 
-  get getKey(): ReturnType<typeof createLocalJWKSet> | undefined {
-    return this.document.value?.getKey;
+  /** The keys tokens are verified with, once a key set has been read. */
+  get trusted(): TrustedKeys | undefined {
+    return this.document.value;
   }
 
   get kids(): string[] {

@@ -153,7 +153,6 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     maxFrameBytes: config.maxFrameBytes,
     drainTimeoutMs: config.drainTimeoutMs,
     drain: () => drain(),
-    log,
   });
 
   let closed = false;

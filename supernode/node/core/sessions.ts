@@ -26,6 +26,9 @@ import type { RevocationList } from '../revocations';
 import { type Delivery, LocalDelivery } from './relay';
 import { Session } from './session';
 
+const SESSION = Symbol('session');
+type SocketOfSession = WebSocket & { [SESSION]: Session };
+
 /** The node's resolved configuration: every option, with the id and URL settled. */
 export type NodeSettings = NodeConfig & { nodeId: string; publicUrl: string };
 
@@ -64,6 +67,12 @@ export class SessionCore {
   private readonly welcomeLimits: Extract<ServerMessage, { type: 'welcome' }>['limits'];
   /** The mesh's view of this node's sessions. */
   readonly localNode: LocalNode;
+  private readonly listeners: {
+    message: (this: WebSocket, data: RawData, isBinary: boolean) => void;
+    close: (this: WebSocket) => void;
+    error: (this: WebSocket, err: Error) => void;
+    pong: (this: WebSocket) => void;
+  };
 
   constructor(options: SessionCoreOptions) {
     const { config } = options;
@@ -87,6 +96,27 @@ export class SessionCore {
       lookupsPerSecond: config.lookupsPerSecond,
       sendBufferBytes: config.sendBufferBytes,
       maxSessionsPerUser: config.maxSessionsPerUser,
+    };
+    const core = this;
+    this.listeners = {
+      message(data, isBinary) {
+        const session = (this as SocketOfSession)[SESSION];
+        try {
+          core.onMessage(session, data, isBinary);
+        } catch (err) {
+          core.log.error({ err }, 'message handler failed');
+          core.end(session, 'internal', 'internal error');
+        }
+      },
+      close() {
+        core.cleanup((this as SocketOfSession)[SESSION]);
+      },
+      error(err) {
+        core.onSocketError(err);
+      },
+      pong() {
+        (this as SocketOfSession)[SESSION].alive = true;
+      },
     };
     this.localNode = {
       presenceOf: (user) => {
@@ -142,19 +172,13 @@ export class SessionCore {
     const session = new Session(socket, this.sessionSerial);
     this.connections.add(session);
     if (this.mesh) this.sessionsBySerial.set(session.serial, session);
-    socket.on('message', (data, isBinary) => {
-      try {
-        this.onMessage(session, data, isBinary);
-      } catch (err) {
-        this.log.error({ err }, 'message handler failed');
-        this.end(session, 'internal', 'internal error');
-      }
-    });
-    socket.on('close', () => this.cleanup(session));
-    socket.on('error', (err) => this.onSocketError(err));
-    socket.on('pong', () => {
-      session.alive = true;
-    });
+    // The same four listener functions for every socket, each finding its session on the socket: no
+    // closures per session (tens of thousands of them) to allocate at set-up and hold while idle.
+    (socket as SocketOfSession)[SESSION] = session;
+    socket.on('message', this.listeners.message);
+    socket.on('close', this.listeners.close);
+    socket.on('error', this.listeners.error);
+    socket.on('pong', this.listeners.pong);
     if (this.draining) {
       this.refuse(session, 'draining', 'node is draining', {
         retryAfterMs: this.jitteredRetryMs(),
@@ -368,10 +392,7 @@ export class SessionCore {
         );
         return;
       }
-      this.onHello(session, parsed.message.token, parsed.message.endpoints).catch((err) => {
-        this.log.error({ err }, 'hello failed');
-        this.end(session, 'internal', 'internal error');
-      });
+      this.onHello(session, parsed.message.token, parsed.message.endpoints);
       return;
     }
     const wait = (session.messages as TokenBucket).take(Date.now());
@@ -383,18 +404,16 @@ export class SessionCore {
     }
   }
 
-  private async onHello(session: Session, token: string, endpoints: Endpoint[] | undefined): Promise<void> {
-    const getKey = this.keys.getKey;
-    if (!getKey) {
+  /** Token verification is synchronous, so frames pipelined behind the hello need no holding. */
+  private onHello(session: Session, token: string, endpoints: Endpoint[] | undefined): void {
+    const trusted = this.keys.trusted;
+    if (!trusted) {
       this.refuse(session, 'keys_unavailable', 'node has no public keys yet', {
         retryAfterMs: this.jitteredRetryMs(),
       });
       return;
     }
-    // Frames pipelined behind the hello wait until the token is checked.
-    session.pause();
-    const check = await verifyAccessToken(token, getKey, this.policy);
-    if (session.closed) return;
+    const check = verifyAccessToken(token, trusted, this.policy);
     clearTimeout(session.authTimer);
     session.authTimer = undefined;
     if (!check.ok) {
@@ -435,7 +454,6 @@ export class SessionCore {
       heartbeatMs: config.heartbeatMs,
       limits: this.welcomeLimits,
     });
-    session.resume(this.process(session));
   }
 
   private onRelay(session: Session, data: Buffer): void {
