@@ -52,11 +52,13 @@ export interface StartOptions {
   secret: string;
   peers: FleetNode[];
   extraEnv?: Record<string, string>;
+  /** Node flags of the process (e.g. a benchmark's --cpu-prof). */
+  execArgv?: string[];
 }
 
 /** Starts one node as a real child process and waits until its /readyz says ready. */
 export async function startFleetNode(node: FleetNode, options: StartOptions): Promise<FleetNode> {
-  const child = spawn(process.execPath, [CLI, 'node'], {
+  const child = spawn(process.execPath, [...(options.execArgv ?? []), CLI, 'node'], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: {
       ...process.env,

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { Endpoint } from '../protocol/messages';
 import type { Logger } from '../shared/log';
+import { batchWrites } from '../shared/write-batch';
 import type { Discovery, MemberAddress } from './discovery';
 import { type AuthenticatedLink, acceptPeer, dialPeer, MESH_PATH } from './link';
 import { owners } from './rendezvous';
@@ -390,9 +391,14 @@ export class Mesh {
     let records: DirectoryRecord[] | undefined;
     const candidates = owners(user, this.live, this.options.replicas);
     for (const [index, owner] of candidates.entries()) {
-      if (owner === this.options.selfId) records = [...(this.records.get(user)?.values() ?? [])];
-      else records = await this.ask(owner, user);
-      if (records) break;
+      const answer =
+        owner === this.options.selfId
+          ? [...(this.records.get(user)?.values() ?? [])]
+          : await this.ask(owner, user);
+      records = answer ?? records;
+      // An owner that answers "nobody" may be one that just took the user over in a re-publish and
+      // has not received the record yet: the next owner may still hold it.
+      if (answer && answer.length > 0) break;
       if (index + 1 < candidates.length) this.stats.lookupFallbacks++;
     }
     const merged = (records ?? []).filter((r) => r.home !== this.options.selfId);
@@ -527,6 +533,7 @@ export class Mesh {
       this.stats.forwardedBusy++;
       return false;
     }
+    batchWrites(peer.socket);
     peer.socket.send(encodeForwardFrame(flags, msgId, session, from, to, payload));
     this.stats.forwarded++;
     return true;
@@ -547,7 +554,10 @@ export class Mesh {
   // ---- messages -------------------------------------------------------------------------------
 
   private send(peer: Peer, message: object): void {
-    if (peer.socket?.readyState === WebSocket.OPEN) peer.socket.send(JSON.stringify(message));
+    const socket = peer.socket;
+    if (socket?.readyState !== WebSocket.OPEN) return;
+    batchWrites(socket);
+    socket.send(JSON.stringify(message));
   }
 
   private onMessage(peer: Peer | undefined, text: string): void {

@@ -1,4 +1,5 @@
 import { encodeRelayFrame, FRAME_DELIVER } from '../../protocol/frames';
+import { batchWrites } from '../../shared/write-batch';
 import type { NodeStats } from '../metrics';
 import type { PresenceRegistry } from '../presence';
 import type { Session } from './session';
@@ -28,6 +29,7 @@ export class LocalDelivery {
         this.markCongested(target);
         continue;
       }
+      batchWrites(target.socket);
       target.socket.send(frame);
       delivered++;
     }

@@ -18,6 +18,7 @@ import {
 } from '../../protocol/messages';
 import type { Logger } from '../../shared/log';
 import { TokenBucket } from '../../shared/token-bucket';
+import { batchWrites } from '../../shared/write-batch';
 import { verifyAccessToken } from '../access-token';
 import type { KeyStore } from '../keys';
 import type { DisconnectReason, NodeMetrics, RefusalReason } from '../metrics';
@@ -309,6 +310,7 @@ export class SessionCore {
 
   private send(session: Session, message: ServerMessage): void {
     if (session.closed) return;
+    batchWrites(session.socket);
     session.socket.send(JSON.stringify(message));
     if (session.socket.bufferedAmount > this.config.sendBufferBytes) this.markCongested(session);
   }

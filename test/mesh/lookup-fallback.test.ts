@@ -1,0 +1,92 @@
+/**
+ * A lookup during a re-publish: the first owner of a user answers "nobody" (it just took the user over
+ * and the record is still on its way), the second owner holds the record. The lookup must ask on.
+ * Three real meshes in this process, linked over loopback.
+ */
+import { freePorts } from '../../supernode/local/fleet';
+import { StaticDiscovery } from '../../supernode/mesh/discovery';
+import { type LocalNode, Mesh } from '../../supernode/mesh/mesh';
+import { owners } from '../../supernode/mesh/rendezvous';
+import { createLogger } from '../../supernode/shared/log';
+import { waitFor } from '../helpers/node';
+
+const SECRET = 'lookup-fallback-secret-0123456789abcdef';
+const IDS = ['mesh-a', 'mesh-b', 'mesh-c'];
+let meshes: Mesh[] = [];
+/** Users with a session on each node, by node id. */
+const homes = new Map<string, Set<string>>(IDS.map((id) => [id, new Set<string>()]));
+
+function localOf(id: string): LocalNode {
+  return {
+    presenceOf: (user) => (homes.get(id)?.has(user) ? { sessions: 1, endpoints: [] } : undefined),
+    localUsers: () => homes.get(id)?.values() ?? [],
+    deliver: () => -1,
+    forwardResult: () => {},
+  };
+}
+
+beforeAll(async () => {
+  const ports = await freePorts(IDS.length);
+  const members = IDS.map((id, i) => ({ id, meshUrl: `ws://127.0.0.1:${ports[i]}` }));
+  meshes = IDS.map(
+    (id, i) =>
+      new Mesh({
+        selfId: id,
+        selfUrl: `ws://127.0.0.1:${7000 + i}`,
+        host: '127.0.0.1',
+        port: ports[i],
+        secret: SECRET,
+        discovery: new StaticDiscovery(members.filter((m) => m.id !== id)),
+        replicas: 2,
+        heartbeatMs: 200,
+        deadAfterMisses: 5,
+        lookupTimeoutMs: 1000,
+        sendBufferBytes: 1 << 20,
+        maxFrameBytes: 65536,
+        log: createLogger('silent', id),
+        local: localOf(id),
+      }),
+  );
+  await Promise.all(meshes.map((mesh) => mesh.start()));
+  await waitFor(() => meshes.every((mesh) => mesh.members().length === 3), 10_000, 'three live members');
+});
+
+afterAll(async () => {
+  await Promise.all(meshes.map((mesh) => mesh.stop()));
+});
+
+test('the first owner has no record yet: the second owner answers, and the user is found', async () => {
+  // A user homed on the one node that owns none of its records, asked about from its second owner.
+  const byId = new Map(IDS.map((id, i) => [id, meshes[i]]));
+  const user = 'user-42';
+  const [first, second] = owners(user, [...IDS].sort(), 2);
+  const home = IDS.find((id) => id !== first && id !== second) as string;
+  homes.get(home)?.add(user);
+  (byId.get(home) as Mesh).publish(user);
+  const directoryOf = (id: string) =>
+    (byId.get(id) as unknown as { records: Map<string, Map<string, unknown>> }).records;
+  await waitFor(
+    () => directoryOf(first).has(user) && directoryOf(second).has(user),
+    5000,
+    'both owners hold the record',
+  );
+
+  // The re-publish window: the first owner has lost the record, the second still holds it.
+  directoryOf(first).delete(user);
+  const asker = byId.get(second) as Mesh;
+  const fallbacksBefore = asker.stats.lookupFallbacks;
+  expect(await asker.lookup(user)).toMatchObject({
+    online: true,
+    node: `ws://127.0.0.1:${7000 + IDS.indexOf(home)}`,
+    sessions: 1,
+  });
+  expect(asker.stats.lookupFallbacks).toBe(fallbacksBefore + 1);
+
+  // Nobody anywhere: both owners are asked, and the answer is offline.
+  expect(await asker.lookup('user-nobody')).toEqual({
+    online: false,
+    node: null,
+    sessions: 0,
+    endpoints: [],
+  });
+});
