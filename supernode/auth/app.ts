@@ -71,7 +71,11 @@ export async function authApp(app: FastifyInstance, options: AuthAppOptions): Pr
     revocations: options.revocations,
     gates: options.gates,
   });
-  await app.register(accountRoutes, { accounts: options.accounts, metrics: options.metrics });
+  await app.register(accountRoutes, {
+    accounts: options.accounts,
+    gates: options.gates,
+    metrics: options.metrics,
+  });
   await app.register(tokenRoutes, { tokens: options.tokens, gates: options.gates, metrics: options.metrics });
   await app.register(adminRoutes, { accounts: options.accounts, adminToken: options.adminToken });
 }

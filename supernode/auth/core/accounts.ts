@@ -1,9 +1,9 @@
 import type { AuthMetrics } from '../metrics';
 import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from '../passwords';
 import { type AccountStore, newAccount } from '../store';
-import type { Gates } from './gates';
+import type { Admitted, Gates } from './gates';
 import type { Lockout } from './lockout';
-import { type Outcome, refusal, success, WRONG_CREDENTIALS } from './outcome';
+import { type Outcome, type Refusal, refusal, success, WRONG_CREDENTIALS } from './outcome';
 import type { RevocationPublisher } from './revocations';
 import type { TokenIssuer } from './tokens';
 
@@ -21,9 +21,19 @@ export interface AccountsOptions {
 export class Accounts {
   constructor(private readonly options: AccountsOptions) {}
 
-  signUp(ip: string, username: string, password: string): Promise<Outcome> {
+  /**
+   * Each password-class call takes the admission its request was given before its body was read
+   * (the routes' onRequest hook), or is admitted here when called directly.
+   */
+  private admitted(ip: string, route: string, admitted?: Admitted): Admitted | Refusal {
+    return admitted ?? this.options.gates.admit(ip, route);
+  }
+
+  async signUp(ip: string, username: string, password: string, early?: Admitted): Promise<Outcome> {
     const { gates, store, metrics, scrypt } = this.options;
-    return gates.password(ip, username, 'create_account', async (inSlot) => {
+    const admitted = this.admitted(ip, 'create_account', early);
+    if ('ok' in admitted) return admitted;
+    return gates.password(admitted, username, 'create_account', async (inSlot) => {
       const passwordHash = await inSlot(() => hashPassword(password, scrypt));
       const outcome = await store.createAccount(newAccount(username, passwordHash));
       metrics.requests.inc({ route: 'create_account', outcome });
@@ -32,9 +42,11 @@ export class Accounts {
     });
   }
 
-  login(ip: string, username: string, password: string): Promise<Outcome> {
+  async login(ip: string, username: string, password: string, early?: Admitted): Promise<Outcome> {
     const { gates, store, metrics, scrypt, lockout, tokens } = this.options;
-    return gates.password(ip, username, 'login', async (inSlot) => {
+    const admitted = this.admitted(ip, 'login', early);
+    if ('ok' in admitted) return admitted;
+    return gates.password(admitted, username, 'login', async (inSlot) => {
       const account = await store.getAccount(username);
       const now = Date.now();
       const until = lockout.lockedUntil(account, username, now);
@@ -69,14 +81,17 @@ export class Accounts {
     });
   }
 
-  changePassword(
+  async changePassword(
     ip: string,
     username: string,
     currentPassword: string,
     newPassword: string,
+    early?: Admitted,
   ): Promise<Outcome> {
     const { gates, store, metrics, scrypt, lockout, revocations } = this.options;
-    return gates.password(ip, username, 'change_password', async (inSlot) => {
+    const admitted = this.admitted(ip, 'change_password', early);
+    if ('ok' in admitted) return admitted;
+    return gates.password(admitted, username, 'change_password', async (inSlot) => {
       const account = await store.getAccount(username);
       const now = Date.now();
       const until = lockout.lockedUntil(account, username, now);

@@ -1,8 +1,8 @@
 import { KeyedLimiter } from '../../shared/keyed-limiter';
 import type { LogSink } from '../../shared/log';
 import type { AuthMetrics } from '../metrics';
-import { DeadlineExceededError, type HashPool } from './admission';
-import { describe, jitter, type Outcome, refusal } from './outcome';
+import { DeadlineExceededError, type HashPool, type HashTicket } from './admission';
+import { describe, jitter, type Outcome, type Refusal, refusal } from './outcome';
 
 export interface GateLimits {
   /** Off only to measure the naive baseline: every request hashes at once, nothing is shed. */
@@ -11,6 +11,11 @@ export interface GateLimits {
   ipRefreshesPerMinute: number;
   accountLoginsPerMinute: number;
   cheapConcurrency: number;
+}
+
+/** What admit() gave a request: its place in the hash pool (none when admission control is off). */
+export interface Admitted {
+  ticket: HashTicket | undefined;
 }
 
 /** Runs a job in the hash slot the request holds. */
@@ -76,49 +81,56 @@ export class Gates {
     }
   }
 
-  /** The password class: limits, then a hash slot reserved before `work` touches the store. */
-  async password(
-    ip: string,
-    username: string,
-    route: string,
-    work: (inSlot: InSlot) => Promise<Outcome>,
-  ): Promise<Outcome> {
-    if (!this.limits.admissionControl) return this.naive(route, work);
-    const { metrics } = this;
-    const shed = (reason: string, outcome: string, answer: Outcome): Outcome => {
-      metrics.shed.inc({ class: 'login', reason });
-      metrics.totals.shed++;
-      metrics.requests.inc({ route, outcome });
-      return answer;
-    };
-    const now = Date.now();
-    const ipWait = this.ipLogins.take(ip, now);
+  /**
+   * The password class, first half, before the body is even read: the per-IP rate, then a place in the
+   * hash pool. A storm is refused here, for the price of reading headers. The routes call this from an
+   * onRequest hook; the place is given back when the request ends without using it.
+   */
+  admit(ip: string, route: string): Admitted | Refusal {
+    if (!this.limits.admissionControl) return { ticket: undefined };
+    const ipWait = this.ipLogins.take(ip, Date.now());
     if (ipWait > 0)
-      return shed(
+      return this.shed(
+        route,
         'ip_rate',
         'ip_rate',
         refusal(429, 'too_many_requests', 'too many attempts from this address', jitter(ipWait)),
       );
-    const accountWait = this.accountLogins.take(username, now);
-    if (accountWait > 0)
-      return shed(
-        'account_rate',
-        'account_rate',
-        refusal(429, 'too_many_attempts', 'too many attempts for this account', jitter(accountWait)),
-      );
     const reservation = this.pool.reserve();
     if (!reservation.admitted)
-      return shed(
+      return this.shed(
+        route,
         reservation.reason,
         'shed',
         refusal(503, 'overloaded', 'login capacity is full; retry later', reservation.retryAfterMs),
       );
-    const ticket = reservation.ticket;
+    return { ticket: reservation.ticket };
+  }
+
+  /** The second half, once the username is known: its rate, then `work` with the place admitted. */
+  async password(
+    admitted: Admitted,
+    username: string,
+    route: string,
+    work: (inSlot: InSlot) => Promise<Outcome>,
+  ): Promise<Outcome> {
+    const ticket = admitted.ticket;
+    if (!ticket) return this.naive(route, work);
+    const { metrics } = this;
     try {
+      const accountWait = this.accountLogins.take(username, Date.now());
+      if (accountWait > 0)
+        return this.shed(
+          route,
+          'account_rate',
+          'account_rate',
+          refusal(429, 'too_many_attempts', 'too many attempts for this account', jitter(accountWait)),
+        );
       return await work((job) => ticket.run(this.counted(job)));
     } catch (err) {
       if (err instanceof DeadlineExceededError)
-        return shed(
+        return this.shed(
+          route,
           'deadline',
           'deadline',
           refusal(503, 'overloaded', 'login capacity is full; retry later', err.retryAfterMs),
@@ -129,6 +141,13 @@ export class Gates {
     } finally {
       ticket.cancel(); // no-op once run; frees the place if the work never reached the pool
     }
+  }
+
+  private shed(route: string, reason: string, outcome: string, answer: Refusal): Refusal {
+    this.metrics.shed.inc({ class: 'login', reason });
+    this.metrics.totals.shed++;
+    this.metrics.requests.inc({ route, outcome });
+    return answer;
   }
 
   /** The baseline the benchmark compares against: every request hashes at once, nothing is shed. */
