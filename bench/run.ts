@@ -22,8 +22,9 @@ import { runDirectoryPart, runLoginPart, runMeshPart } from './parts/extra';
 import { type IdleOptions, runIdle } from './parts/idle';
 import { type RelayOptions, runRelay } from './parts/relay';
 import { runSetup, type SetupOptions } from './parts/setup';
+import { runStun } from './parts/stun';
 
-const PARTS = ['idle', 'setup', 'relay', 'login', 'mesh', 'directory'] as const;
+const PARTS = ['idle', 'setup', 'relay', 'login', 'mesh', 'stun', 'directory'] as const;
 type Part = (typeof PARTS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only idle,setup,relay]
@@ -164,6 +165,8 @@ async function main(): Promise<void> {
       else if (part === 'relay') result = await runRelay(keys, plan.relay);
       else if (part === 'login') result = await runLoginPart(args.quick);
       else if (part === 'mesh') result = await runMeshPart(args.quick);
+      else if (part === 'stun')
+        result = await runStun(keys, { generators: 3, window: 64, seconds: args.quick ? 3 : 8 });
       else result = await runDirectoryPart(args.quick);
       rows.push(...result.rows);
       const elapsed = (Date.now() - partStarted) / 1000;

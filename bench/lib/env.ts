@@ -93,7 +93,8 @@ export async function startSupernode(
       name,
       '--jwks-file',
       keys.jwksFile,
-      '--no-stun',
+      // Off unless the part asks for it (the STUN part passes --stun).
+      ...(extraArgs.includes('--stun') ? [] : ['--no-stun']),
       '--log-level',
       'warn',
       '--drain-timeout-ms',

@@ -1,0 +1,131 @@
+/**
+ * STUN Binding answers per second: the supernode's STUN responder against coturn's
+ * `turnserver --stun-only` in the same run, both loaded by the same generator processes
+ * (bench/stun-gen.ts, each keeping a window of requests in flight) and counted by answers received.
+ * coturn is the baseline when it is installed (Debian package `coturn`); nothing is installed here.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildHandle } from '../lib/children';
+import { freePort, ofType, sleep, spawnNode } from '../lib/children';
+import { type BenchKeys, int, log, percent, startSupernode } from '../lib/env';
+import type { PartResult, Row } from '../lib/load';
+import type { StunGenConfig, StunGenDone } from '../stun-gen';
+
+export interface StunOptions {
+  generators: number;
+  window: number;
+  seconds: number;
+}
+
+const TARGET_RATIO = 0.8;
+
+async function load(
+  port: number,
+  options: StunOptions,
+): Promise<{ perSecond: number; answers: number; sent: number }> {
+  const gens: ChildHandle[] = [];
+  try {
+    for (let id = 0; id < options.generators; id++) {
+      const config: StunGenConfig = {
+        host: '127.0.0.1',
+        port,
+        seconds: options.seconds,
+        window: options.window,
+        id: id + 1,
+      };
+      gens.push(
+        spawnNode({
+          name: `stun-gen-${id}`,
+          args: ['bench/stun-gen.ts'],
+          env: { BENCH_CHILD_CONFIG: JSON.stringify(config) },
+          ipc: true,
+        }),
+      );
+    }
+    const results = await Promise.all(
+      gens.map((gen) =>
+        gen.waitFor(ofType<StunGenDone>('stun-done'), (options.seconds + 30) * 1000, 'stun-done'),
+      ),
+    );
+    const answers = results.reduce((n, r) => n + r.answers, 0);
+    const sent = results.reduce((n, r) => n + r.sent, 0);
+    const seconds = Math.max(...results.map((r) => r.seconds));
+    return { perSecond: answers / seconds, answers, sent };
+  } finally {
+    await Promise.all(gens.map((gen) => gen.stop(1000)));
+  }
+}
+
+/** coturn as the baseline, if `turnserver` is on PATH. */
+function hasTurnserver(): boolean {
+  return spawnSync('sh', ['-c', 'command -v turnserver'], { stdio: 'ignore' }).status === 0;
+}
+
+async function startCoturn(port: number) {
+  const args = [
+    '--stun-only',
+    '--listening-ip=127.0.0.1',
+    `--listening-port=${port}`,
+    '--no-cli',
+    '--no-tls',
+    '--no-dtls',
+    '--no-stdout-log',
+    '--log-file=/dev/null',
+    `--pidfile=/tmp/bench-turnserver-${port}.pid`,
+  ];
+  const child = spawn('turnserver', args, { stdio: 'ignore' });
+  await sleep(1000);
+  if (child.exitCode !== null) throw new Error(`turnserver exited at start (code ${child.exitCode})`);
+  return { child, command: `turnserver ${args.join(' ')}` };
+}
+
+export async function runStun(keys: BenchKeys, options: StunOptions): Promise<PartResult> {
+  const stunPort = await freePort();
+  log(
+    'stun',
+    `supernode STUN on UDP ${stunPort}: ${options.generators} generators, window ${options.window}, ${options.seconds} s`,
+  );
+  const node = await startSupernode('stun-node', keys, ['--stun', '--stun-port', String(stunPort)]);
+  let ours: Awaited<ReturnType<typeof load>>;
+  try {
+    ours = await load(stunPort, options);
+  } finally {
+    await node.child.stop(2000);
+  }
+  log('stun', `  ${int(ours.perSecond)} answers/s (${int(ours.answers)} of ${int(ours.sent)} sent)`);
+
+  const rows: Row[] = [];
+  const data: Record<string, unknown> = { supernode: ours, options };
+  if (!hasTurnserver()) {
+    log('stun', '  baseline skipped: turnserver is not installed (apt-get install -y coturn)');
+    rows.push({
+      what: 'STUN Binding answers/s',
+      measured: `${int(ours.perSecond)}/s`,
+      baseline: 'coturn: not installed',
+      ratio: 'n/a',
+      target: `>=${TARGET_RATIO}x coturn`,
+      verdict: 'no baseline (apt-get install -y coturn)',
+    });
+    return { rows, data: { ...data, coturn: 'skipped: turnserver not on PATH; apt-get install -y coturn' } };
+  }
+  const coturnPort = await freePort();
+  const coturn = await startCoturn(coturnPort);
+  let theirs: Awaited<ReturnType<typeof load>>;
+  try {
+    log('stun', `coturn on UDP ${coturnPort}: ${coturn.command}`);
+    theirs = await load(coturnPort, options);
+  } finally {
+    coturn.child.kill('SIGTERM');
+  }
+  log('stun', `  ${int(theirs.perSecond)} answers/s (${int(theirs.answers)} of ${int(theirs.sent)} sent)`);
+  const ratio = ours.perSecond / theirs.perSecond;
+  rows.push({
+    what: 'STUN Binding answers/s',
+    measured: `${int(ours.perSecond)}/s`,
+    baseline: `coturn ${int(theirs.perSecond)}/s`,
+    ratio: percent(ratio),
+    target: `>=${TARGET_RATIO}x coturn`,
+    verdict: ratio >= TARGET_RATIO ? 'meets' : 'misses',
+  });
+  return { rows, data: { ...data, coturn: { ...theirs, command: coturn.command } } };
+}
