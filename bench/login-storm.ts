@@ -15,7 +15,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePorts, waitReady } from '../supernode/local/fleet';
 
@@ -105,7 +105,7 @@ interface Outcome {
   /** The typed `error` of a refusal: `overloaded` is shedding, anything else a failure. */
   error?: string;
   ms: number;
-  /** When the answer arrived (performance.now()). */
+  /** When the answer arrived, in ms (since the storm started, once the generator reports it). */
   at: number;
 }
 
@@ -157,8 +157,9 @@ async function measureCapacity(url: string, seconds: number, concurrency: number
 }
 
 /** Open loop at `perSecond` for `seconds`; waits for every request to answer or time out. */
-async function storm(url: string, perSecond: number, seconds: number, started: number): Promise<Outcome[]> {
+async function storm(url: string, perSecond: number, seconds: number): Promise<Outcome[]> {
   const total = Math.round(perSecond * seconds);
+  const started = performance.now();
   const pending: Promise<Outcome>[] = [];
   for (let i = 0; i < total; i++) {
     const due = started + (i * 1000) / perSecond;
@@ -166,8 +167,26 @@ async function storm(url: string, perSecond: number, seconds: number, started: n
     if (wait > 1) await sleep(wait);
     pending.push(login(url, i % ACCOUNTS));
   }
-  return Promise.all(pending);
+  // Answer times relative to the storm's start, so the parent can tell the storm window from after.
+  return (await Promise.all(pending)).map((o) => ({ ...o, at: o.at - started }));
 }
+
+/**
+ * The storm's clients run in a process of their own: at 50x capacity the requests and their timers
+ * would otherwise take CPU from the same core the measuring process and the service share.
+ */
+function stormInChild(url: string, perSecond: number, seconds: number): Promise<Outcome[]> {
+  const child = spawn(process.execPath, ['--require', 'tsx/cjs', __filename], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, [CHILD_ENV]: JSON.stringify({ url, perSecond, seconds }) },
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (message) => resolve(message as Outcome[]));
+    child.once('exit', (code) => reject(new Error(`storm generator exited with ${code} before reporting`)));
+  });
+}
+
+const CHILD_ENV = 'LOGIN_STORM_GENERATOR';
 
 function p99(values: number[]): number {
   if (values.length === 0) return 0;
@@ -188,7 +207,8 @@ export async function runLoginStorm(options: {
     let auth = await startAuth(dataDir, true);
     log(`login storm: creating ${ACCOUNTS} accounts (scrypt at the service defaults)`);
     await createAccounts(auth.url);
-    const poolSize = 2;
+    // The service's pool size (AUTH_HASH_CONCURRENCY, else its default): twice that many clients keep it busy.
+    const poolSize = Number(process.env.AUTH_HASH_CONCURRENCY) || Math.max(1, availableParallelism() - 1);
     const capacityPerSecond = await measureCapacity(auth.url, capacitySeconds, poolSize * 2);
     log(
       `login storm: capacity C = ${capacityPerSecond.toFixed(2)} logins/s (closed loop, ${capacitySeconds} s)`,
@@ -199,14 +219,12 @@ export async function runLoginStorm(options: {
         auth = await startAuth(dataDir, mode === 'admission');
         const offered = capacityPerSecond * multiple;
         log(`login storm: ${mode}, ${multiple}x C = ${offered.toFixed(0)} logins/s for ${stormSeconds} s`);
-        const started = performance.now();
-        const outcomes = await storm(auth.url, offered, stormSeconds, started);
+        const outcomes = await stormInChild(auth.url, offered, stormSeconds);
         const ok = outcomes.filter((o) => o.status === 200);
         const shed = outcomes.filter((o) => o.error === 'overloaded' || o.error === 'too_many_requests');
         const timeouts = outcomes.filter((o) => o.status === 0).length;
         // Goodput counts logins completed during the storm, not the backlog answered after it.
-        const end = started + stormSeconds * 1000;
-        const goodput = ok.filter((o) => o.at <= end).length / stormSeconds;
+        const goodput = ok.filter((o) => o.at <= stormSeconds * 1000).length / stormSeconds;
         phases.push({
           mode,
           multiple,
@@ -258,7 +276,12 @@ export function formatLoginStorm(result: LoginStormResult): string[] {
   return lines;
 }
 
-if (require.main === module) {
+if (require.main === module && process.env[CHILD_ENV]) {
+  const { url, perSecond, seconds } = JSON.parse(process.env[CHILD_ENV] as string);
+  storm(url, perSecond, seconds).then((outcomes) => {
+    process.send?.(outcomes, () => process.exit(0));
+  });
+} else if (require.main === module) {
   const quick = process.argv.includes('--quick');
   runLoginStorm({ quick, log: (line) => console.log(line) })
     .then((result) => {

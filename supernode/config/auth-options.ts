@@ -123,7 +123,7 @@ export const authOptionTable = {
     default: 0,
     min: 0,
     max: 64,
-    help: 'Password hashes at once (0: one per core).',
+    help: 'Password hashes at once (0: one per core less one, kept for the event loop; at least 1).',
   },
   hashQueue: {
     kind: 'int',

@@ -140,7 +140,8 @@ export async function runStormDrill(options: ReturnType<typeof parseStormOptions
       .then((response) => response.text())
       .catch(() => '');
     const hashRunSec = Number(/^auth_hash_run_seconds_ewma (\S+)$/m.exec(metricsText)?.[1] ?? Number.NaN);
-    const hashCapacityUnderLoadPerSec = availableParallelism() / hashRunSec;
+    // The auth service's default pool: one hash thread per core less one.
+    const hashCapacityUnderLoadPerSec = Math.max(1, availableParallelism() - 1) / hashRunSec;
     const authPeakRssBytes = tier.peakRss(tier.authProcess);
     const windowSec = lost.timeline.at(-1)?.[0] ?? options.lostWindowSec;
     const loginsPerSec = lost.passwordLogins / windowSec;

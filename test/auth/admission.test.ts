@@ -72,6 +72,20 @@ describe('HashPool', () => {
     expect(pool.stats).toMatchObject({ inFlight: 0, queued: 0, completed: 20, failed: 0, shedQueueFull: 1 });
   });
 
+  it('refuses at once a place whose turn would come after its deadline, instead of dropping it later', () => {
+    // One slot, hashes of 500 ms: the 7th place would wait 6 rounds (3000 ms), past a 2,800 ms deadline.
+    const { pool } = manualPool({ concurrency: 1, maxQueue: 20, deadlineMs: 2800, initialRunMs: 500 });
+    const admitted = Array.from({ length: 6 }, () => pool.reserve());
+    expect(admitted.every((r) => r.admitted)).toBe(true);
+    const refused = pool.reserve();
+    expect(refused).toMatchObject({ admitted: false, reason: 'deadline_unreachable' });
+    expect((refused as { retryAfterMs: number }).retryAfterMs).toBeGreaterThanOrEqual(3000);
+    // Far from the queue limit: it was the deadline, not the size, that refused it.
+    expect(pool.stats.queued).toBe(6);
+    for (const r of admitted) ticketOf(r).cancel();
+    expect(pool.reserve().admitted).toBe(true);
+  });
+
   it('starts waiting jobs in FIFO order of run()', async () => {
     const { pool } = manualPool({ maxQueue: 5 });
     const order: string[] = [];

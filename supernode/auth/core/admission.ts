@@ -38,7 +38,7 @@ export interface HashTicket {
 
 export type Reservation =
   | { admitted: true; ticket: HashTicket }
-  | { admitted: false; reason: 'queue_full'; retryAfterMs: number };
+  | { admitted: false; reason: 'queue_full' | 'deadline_unreachable'; retryAfterMs: number };
 
 export interface HashPoolStats {
   /** Jobs running now (at most `concurrency`). */
@@ -180,6 +180,12 @@ export class HashPool {
     this.shedWindowStart = now;
   }
 
+  /** When a place taken now would start: the rounds of hashes ahead of it, at the recent duration. */
+  private waitForNewPlaceMs(): number {
+    const ahead = this.s.inFlight + this.s.queued + 1 - this.concurrency;
+    return ahead <= 0 ? 0 : Math.ceil(ahead / this.concurrency) * this.s.runMsEwma;
+  }
+
   estimatedWaitMs(): number {
     return Math.ceil((this.s.inFlight + this.s.queued) / this.concurrency) * this.s.runMsEwma;
   }
@@ -208,6 +214,13 @@ export class HashPool {
       this.s.shedQueueFull++;
       this.noteShed();
       return { admitted: false, reason: 'queue_full', retryAfterMs: this.retryAfterMs() };
+    }
+    // Deadline-aware: a place whose turn would come after its deadline is refused now, for nothing,
+    // rather than held and dropped at the deadline (a late 503 that cost the client the whole wait).
+    if (this.waitForNewPlaceMs() > this.deadlineMs) {
+      this.s.shedQueueFull++;
+      this.noteShed();
+      return { admitted: false, reason: 'deadline_unreachable', retryAfterMs: this.retryAfterMs() };
     }
     const e: Entry = {
       state: 'reserved',
