@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
-import type { Endpoint } from '../protocol/messages';
+import { type Endpoint, MAX_ENDPOINTS } from '../protocol/messages';
 import type { Logger } from '../shared/log';
 import { batchWrites } from '../shared/write-batch';
 import type { Discovery, MemberAddress } from './discovery';
@@ -64,6 +64,20 @@ export interface MeshStats {
   refusedPeers: number;
 }
 
+/** The first `limit` endpoints, newest record first, each once (a device may be advertised on two nodes). */
+function uniqueEndpoints(endpoints: Endpoint[], limit: number): Endpoint[] {
+  const seen = new Set<string>();
+  const out: Endpoint[] = [];
+  for (const endpoint of endpoints) {
+    const key = `${endpoint.address}|${endpoint.port}|${endpoint.kind ?? ''}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(endpoint);
+    if (out.length === limit) break;
+  }
+  return out;
+}
+
 /** How long a user's home is reused for relays before the directory is asked again. */
 const ROUTE_TTL_MS = 5000;
 const MAX_ROUTES = 100_000;
@@ -123,6 +137,11 @@ export class Mesh {
 
   get ready(): boolean {
     return this.options.discovery.ready;
+  }
+
+  /** The node's client URL, once known (a node on port 0 learns its port only when it listens). */
+  setSelfUrl(url: string): void {
+    this.options.selfUrl = url;
   }
 
   /** Live members, self included, sorted. */
@@ -417,7 +436,7 @@ export class Mesh {
       online: true,
       node: merged[0].url,
       sessions: merged.reduce((n, r) => n + r.sessions, 0),
-      endpoints: merged.flatMap((r) => r.endpoints).slice(0, 8),
+      endpoints: uniqueEndpoints(merged.flatMap((r) => r.endpoints), MAX_ENDPOINTS),
     };
   }
 

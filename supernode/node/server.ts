@@ -178,7 +178,11 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       const port = typeof address === 'object' && address ? address.port : config.port;
       if (config.port === 0) {
         config.port = port;
-        if (!given.publicUrl) config.publicUrl = `ws://${config.host}:${port}`;
+        if (!given.publicUrl) {
+          config.publicUrl = `ws://${config.host}:${port}`;
+          // Before any session registers, so no directory record names port 0.
+          mesh?.setSelfUrl(config.publicUrl);
+        }
       }
       cloudWatch?.start();
       termination?.start();

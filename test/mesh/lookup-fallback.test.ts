@@ -15,10 +15,12 @@ const IDS = ['mesh-a', 'mesh-b', 'mesh-c'];
 let meshes: Mesh[] = [];
 /** Users with a session on each node, by node id. */
 const homes = new Map<string, Set<string>>(IDS.map((id) => [id, new Set<string>()]));
+/** The endpoints every session advertises: the same device, say, seen through two nodes. */
+const DEVICE = { address: '203.0.113.7', port: 40000, kind: 'srflx' as const };
 
 function localOf(id: string): LocalNode {
   return {
-    presenceOf: (user) => (homes.get(id)?.has(user) ? { sessions: 1, endpoints: [] } : undefined),
+    presenceOf: (user) => (homes.get(id)?.has(user) ? { sessions: 1, endpoints: [DEVICE] } : undefined),
     localUsers: () => homes.get(id)?.values() ?? [],
     deliver: () => -1,
     forwardResult: () => {},
@@ -89,4 +91,24 @@ test('the first owner has no record yet: the second owner answers, and the user 
     sessions: 0,
     endpoints: [],
   });
+});
+
+test('a user on two nodes advertising the same endpoint: the lookup lists it once', async () => {
+  const user = 'user-twice';
+  const [first, second] = owners(user, [...IDS].sort(), 2);
+  const outsider = IDS.find((id) => id !== first && id !== second) as string;
+  // Homed on the outsider and on the second owner; asked from the first owner.
+  for (const home of [outsider, second]) {
+    homes.get(home)?.add(user);
+    meshes[IDS.indexOf(home)].publish(user);
+  }
+  const asker = meshes[IDS.indexOf(first)];
+  await waitFor(
+    () => (asker as unknown as { records: Map<string, Map<string, unknown>> }).records.get(user)?.size === 2,
+    5000,
+    'both homes recorded',
+  );
+  const answer = await asker.lookup(user);
+  expect(answer.sessions).toBe(2);
+  expect(answer.endpoints).toEqual([DEVICE]);
 });
