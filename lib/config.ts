@@ -3,6 +3,8 @@
  * before anything is synthesized, so a typo fails in a second with a message instead of in
  * CloudFormation twenty minutes later. Every key is documented in docs/deploy.md.
  */
+import { InstanceClass, InstanceSize, InstanceType } from 'aws-cdk-lib/aws-ec2';
+import { AUTH_DEFAULTS, FLEET_DEFAULTS, NETWORK_DEFAULTS, TIER_DEFAULTS } from './defaults';
 
 /** A value is wrong; the message names the context key and what it accepts. */
 export class TierConfigError extends Error {
@@ -22,11 +24,27 @@ export interface FleetSize {
 export interface FleetPlacement extends FleetSize {
   /** Concrete region, or undefined for the region `cdk deploy` targets (environment-agnostic). */
   region: string | undefined;
-  /** ACM certificate for TLS on the fleet's NLB in this region; TCP without one. */
+  /** ACM certificate for TLS on the fleet's NLB in this region; TCP without one (or a hosted zone). */
   certificateArn: string | undefined;
 }
 
+/**
+ * `production` refuses to synthesize without TLS on the auth API and on every fleet's session
+ * listener (unless `allowPlainHttp`); `dev` allows plain HTTP/TCP and defaults to one NAT gateway.
+ */
+export type Stage = 'dev' | 'production';
+
+export interface HostedZone {
+  /** Route 53 hosted zone id (no lookup: given in context). */
+  id: string;
+  /** The zone's name: `domainName`. */
+  name: string;
+}
+
 export interface TierConfig {
+  stage: Stage;
+  /** Production without TLS was asked for explicitly. */
+  allowPlainHttp: boolean;
   /** Region of the auth service, the table, the public keys and the dashboard; undefined = agnostic. */
   homeRegion: string | undefined;
   fleets: FleetPlacement[];
@@ -38,33 +56,55 @@ export interface TierConfig {
   clientsPerNode: number;
   /** How long a new node's /readyz must stay healthy before it signals success. */
   soakSeconds: number;
+  /** Stopped, installed instances per fleet for break-glass scale-out (0: no warm pool). */
+  warmPoolSize: number;
   natGateways: number;
-  /** ACM certificate (home region) for HTTPS on the auth ALB; HTTP without one. */
+  /** Interface endpoints for the AWS APIs the instances call, so they do not depend on the NAT. */
+  interfaceEndpoints: boolean;
+  /** ACM certificate (home region) for HTTPS on the auth ALB; HTTP without one (or a hosted zone). */
   authCertificateArn: string | undefined;
   domainName: string | undefined;
+  /** With `domainName`: the stacks issue certificates (DNS validation) and create the DNS records. */
+  hostedZone: HostedZone | undefined;
   alarmEmail: string | undefined;
 }
 
+/** The defaults of the context keys (lib/defaults.ts is the one source; constructs use it too). */
 export const DEFAULTS = {
-  floor: 3,
-  ceiling: 12,
-  instanceType: 'c7g.large',
-  authInstanceType: 'c7g.large',
-  authFloor: 2,
-  authCeiling: 6,
-  clientsPerNode: 50_000,
-  soakSeconds: 300,
-  natGateways: 1,
+  stage: TIER_DEFAULTS.stage,
+  floor: FLEET_DEFAULTS.floor,
+  ceiling: FLEET_DEFAULTS.ceiling,
+  instanceType: FLEET_DEFAULTS.instanceType,
+  authInstanceType: AUTH_DEFAULTS.instanceType,
+  authFloor: AUTH_DEFAULTS.floor,
+  authCeiling: AUTH_DEFAULTS.ceiling,
+  clientsPerNode: FLEET_DEFAULTS.clientsPerNode,
+  soakSeconds: FLEET_DEFAULTS.soakSeconds,
+  warmPoolSize: FLEET_DEFAULTS.warmPoolSize,
+  natGateways: { dev: NETWORK_DEFAULTS.natGateways, production: NETWORK_DEFAULTS.productionNatGateways },
+  interfaceEndpoints: NETWORK_DEFAULTS.interfaceEndpoints,
 } as const;
 
 const REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
-const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
 const CERTIFICATE_ARN = /^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate\/[0-9a-f-]{36}$/;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{2,}$/;
+const HOSTED_ZONE_ID = /^Z[A-Z0-9]{1,31}$/;
+const STAGES: readonly Stage[] = ['dev', 'production'];
+
+/**
+ * Instance families and sizes CDK knows (its enums, short names only: `c7g`, not `compute7-graviton3`);
+ * anything else fails later with a stack trace, or not at all (`c7g.huge` synthesizes).
+ */
+const FAMILIES = new Set<string>(
+  Object.values(InstanceClass).filter((family) => /^([a-z]{1,3}\d|u-)/.test(family) && family !== 'arm1'),
+);
+const SIZES = new Set<string>(Object.values(InstanceSize));
 
 /** The context keys this app reads; anything else that looks like ours is a typo. */
 export const CONTEXT_KEYS = [
+  'stage',
+  'allowPlainHttp',
   'homeRegion',
   'fleetRegions',
   'floor',
@@ -76,8 +116,11 @@ export const CONTEXT_KEYS = [
   'authCeiling',
   'clientsPerNode',
   'soakSeconds',
+  'warmPoolSize',
   'natGateways',
+  'interfaceEndpoints',
   'domainName',
+  'hostedZoneId',
   'certificateArns',
   'alarmEmail',
 ] as const;
@@ -86,6 +129,8 @@ type Context = (key: string) => unknown;
 
 /** Reads and validates the settings; throws TierConfigError naming the first bad key. */
 export function readTierConfig(context: Context): TierConfig {
+  const stage = oneOf(context, 'stage', STAGES, DEFAULTS.stage);
+  const allowPlainHttp = boolean(context, 'allowPlainHttp', false);
   const homeRegion = optionalString(context, 'homeRegion', REGION, 'a region name such as eu-west-1');
   const regions = regionList(context('fleetRegions'));
   if (regions.length > 0 && !homeRegion) {
@@ -102,7 +147,16 @@ export function readTierConfig(context: Context): TierConfig {
     ...(region ? (sizes[region] ?? { floor, ceiling }) : { floor, ceiling }),
     certificateArn: certificates[region ?? ''],
   }));
-  for (const fleet of fleets) checkSize(fleet, fleet.region ? `fleetSizes.${fleet.region}` : 'floor/ceiling');
+  for (const fleet of fleets) checkSize(fleet, sizeKey(fleet));
+  const warmPoolSize = integer(context, 'warmPoolSize', DEFAULTS.warmPoolSize, 0, 10);
+  for (const fleet of fleets) {
+    // Warm instances only ever go into service by scale-out, so the ceiling must leave room for them.
+    if (warmPoolSize > fleet.ceiling - fleet.floor) {
+      throw new TierConfigError(
+        `context "warmPoolSize" (${warmPoolSize}) must be at most ceiling - floor (${fleet.ceiling - fleet.floor}) of "${sizeKey(fleet)}"`,
+      );
+    }
+  }
 
   const authFloor = integer(context, 'authFloor', DEFAULTS.authFloor, 2, 100);
   const authCeiling = integer(context, 'authCeiling', DEFAULTS.authCeiling, 2, 500);
@@ -111,32 +165,63 @@ export function readTierConfig(context: Context): TierConfig {
       `context "authCeiling" (${authCeiling}) must be at least "authFloor" (${authFloor})`,
     );
   }
-  return {
+  const domainName = optionalString(
+    context,
+    'domainName',
+    DOMAIN,
+    'a lower-case DNS name such as example.com',
+  );
+  const hostedZoneId = optionalString(context, 'hostedZoneId', HOSTED_ZONE_ID, 'a Route 53 hosted zone id');
+  if (hostedZoneId && !domainName) {
+    throw new TierConfigError('context "hostedZoneId" needs "domainName" too: the name of that hosted zone');
+  }
+  const config: TierConfig = {
+    stage,
+    allowPlainHttp,
     homeRegion,
     fleets,
-    instanceType: string(
-      context,
-      'instanceType',
-      DEFAULTS.instanceType,
-      INSTANCE_TYPE,
-      'an EC2 type like c7g.large',
-    ),
-    authInstanceType: string(
-      context,
-      'authInstanceType',
-      DEFAULTS.authInstanceType,
-      INSTANCE_TYPE,
-      'an EC2 type like c7g.large',
-    ),
+    instanceType: instanceType(context, 'instanceType', DEFAULTS.instanceType, { graviton: true }),
+    authInstanceType: instanceType(context, 'authInstanceType', DEFAULTS.authInstanceType, {
+      graviton: false,
+    }),
     authFloor,
     authCeiling,
     clientsPerNode: integer(context, 'clientsPerNode', DEFAULTS.clientsPerNode, 100, 1_000_000),
     soakSeconds: integer(context, 'soakSeconds', DEFAULTS.soakSeconds, 30, 1800),
-    natGateways: integer(context, 'natGateways', DEFAULTS.natGateways, 1, 3),
+    warmPoolSize,
+    natGateways: integer(context, 'natGateways', DEFAULTS.natGateways[stage], 1, 3),
+    interfaceEndpoints: boolean(context, 'interfaceEndpoints', DEFAULTS.interfaceEndpoints),
     authCertificateArn: certificates[homeRegion ?? ''],
-    domainName: optionalString(context, 'domainName', DOMAIN, 'a lower-case DNS name such as example.com'),
+    domainName,
+    hostedZone: hostedZoneId && domainName ? { id: hostedZoneId, name: domainName } : undefined,
     alarmEmail: optionalString(context, 'alarmEmail', EMAIL, 'an e-mail address'),
   };
+  checkTls(config);
+  return config;
+}
+
+/**
+ * Passwords and tokens must not cross the internet in cleartext: production needs a certificate (or
+ * a hosted zone to issue one in) for the auth API and for every fleet, unless told otherwise.
+ */
+function checkTls(config: TierConfig): void {
+  if (config.stage !== 'production' || config.allowPlainHttp || config.hostedZone) return;
+  const missing = [
+    ...(config.authCertificateArn ? [] : [`the auth API (${config.homeRegion ?? 'home'})`]),
+    ...config.fleets
+      .filter((fleet) => !fleet.certificateArn)
+      .map((fleet) => `the fleet in ${fleet.region ?? 'the home region'}`),
+  ];
+  if (missing.length === 0) return;
+  throw new TierConfigError(
+    `stage "production" needs TLS: context "certificateArns" has no certificate for ${missing.join(', ')}. ` +
+      'Give "certificateArns" (or "domainName" with "hostedZoneId"), use -c stage=dev for a trial, ' +
+      'or -c allowPlainHttp=true to deploy production without TLS on purpose',
+  );
+}
+
+function sizeKey(fleet: FleetPlacement): string {
+  return fleet.region ? `fleetSizes.${fleet.region}` : 'floor/ceiling';
 }
 
 function checkSize(size: FleetSize, key: string): void {
@@ -168,8 +253,23 @@ function integer(context: Context, key: string, fallback: number, min: number, m
   return parsed;
 }
 
-function string(context: Context, key: string, fallback: string, pattern: RegExp, what: string): string {
-  return optionalString(context, key, pattern, what) ?? fallback;
+function boolean(context: Context, key: string, fallback: boolean): boolean {
+  const value = raw(context, key);
+  if (value === undefined) return fallback;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new TierConfigError(`context "${key}" must be true or false (got ${JSON.stringify(value)})`);
+}
+
+function oneOf<T extends string>(context: Context, key: string, values: readonly T[], fallback: T): T {
+  const value = raw(context, key);
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !values.includes(value as T)) {
+    throw new TierConfigError(
+      `context "${key}" must be one of ${values.map((v) => `"${v}"`).join(', ')} (got ${JSON.stringify(value)})`,
+    );
+  }
+  return value as T;
 }
 
 function optionalString(context: Context, key: string, pattern: RegExp, what: string): string | undefined {
@@ -179,6 +279,25 @@ function optionalString(context: Context, key: string, pattern: RegExp, what: st
     throw new TierConfigError(`context "${key}" must be ${what} (got ${JSON.stringify(value)})`);
   }
   return value;
+}
+
+/**
+ * An instance type CDK knows, by family and size (CDK accepts `c7g.huge` and fails deep in synth).
+ * The fleet must be Graviton (design brief); the AMI of either group follows the architecture.
+ */
+function instanceType(context: Context, key: string, fallback: string, rule: { graviton: boolean }): string {
+  const value = raw(context, key) ?? fallback;
+  const [family, size, ...rest] = typeof value === 'string' ? value.split('.') : [];
+  const example = rule.graviton ? 'a Graviton (arm64) EC2 type like c7g.large' : 'an EC2 type like c7g.large';
+  if (rest.length > 0 || !family || !size || !FAMILIES.has(family) || !SIZES.has(size)) {
+    throw new TierConfigError(`context "${key}" must be ${example} (got ${JSON.stringify(value)})`);
+  }
+  if (rule.graviton && new InstanceType(value as string).architecture !== 'arm64') {
+    throw new TierConfigError(
+      `context "${key}" must be ${example}: supernodes run on Graviton (got ${JSON.stringify(value)})`,
+    );
+  }
+  return value as string;
 }
 
 /** A JSON value from cdk.json, or the same JSON passed as a string with -c. */

@@ -1,26 +1,7 @@
 import { Duration, Stack } from 'aws-cdk-lib';
-import {
-  AdditionalHealthCheckType,
-  AutoScalingGroup,
-  type CfnAutoScalingGroup,
-  HealthChecks,
-  Signals,
-  UpdatePolicy,
-} from 'aws-cdk-lib/aws-autoscaling';
+import type { AutoScalingGroup } from 'aws-cdk-lib/aws-autoscaling';
 import type { ITableV2 } from 'aws-cdk-lib/aws-dynamodb';
-import {
-  AmazonLinuxCpuType,
-  BlockDeviceVolume,
-  EbsDeviceVolumeType,
-  InstanceType,
-  type IVpc,
-  LaunchTemplate,
-  MachineImage,
-  Port,
-  SecurityGroup,
-  SubnetType,
-  UserData,
-} from 'aws-cdk-lib/aws-ec2';
+import { type IVpc, Port, SecurityGroup, SubnetType } from 'aws-cdk-lib/aws-ec2';
 import {
   ApplicationLoadBalancer,
   ApplicationProtocol,
@@ -32,12 +13,17 @@ import {
 import { Effect, ManagedPolicy, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { CfnWebACL, CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
+import { type CfnWebACL, CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { type RuntimeBundle, serviceUserData } from './runtime';
-import { putMetricDataStatement } from './supernode-fleet';
+import { AUTH_DEFAULTS } from '../defaults';
+import { AuthWaf } from './auth-waf';
+import { putMetricDataStatement, type RuntimeBundle } from './runtime';
+import { ServiceGroup } from './service-group';
 
 export const AUTH_PORT = 8080;
+
+/** The object the fleets wait for: the auth service's first publication of the public key set. */
+export const JWKS_KEY = 'jwks.json';
 
 export interface AuthServiceProps {
   readonly vpc: IVpc;
@@ -56,6 +42,8 @@ export interface AuthServiceProps {
   readonly ceiling?: number;
   /** HTTPS on the ALB with this ACM certificate (HTTP redirects to it); plain HTTP without. @default - HTTP */
   readonly certificateArn?: string;
+  /** Host name of the API when the ALB has a DNS record of its own. @default - the ALB's DNS name */
+  readonly hostName?: string;
   /** Requests one IP may make in 5 minutes before WAF answers 429. WAF's minimum is 10. @default 600 */
   readonly requestsPerIpPer5Minutes?: number;
   /** Seconds in the Retry-After header of the WAF 429. @default 60 */
@@ -68,12 +56,14 @@ export interface AuthServiceProps {
 
 /**
  * The front door: the auth service on its own Auto Scaling group behind an ALB guarded by WAF
- * (per-IP rate rule answering 429 with Retry-After, AWS managed rules). Compute only: its state
- * (`AuthData`) comes in through props, so replacing this construct never touches accounts or keys.
- * It publishes the public key set to S3, where supernodes read it even while this service is down.
+ * (`AuthWaf`). Compute only: its state (`AuthData`) comes in through props, so replacing this
+ * construct never touches accounts or keys. It publishes the public key set to S3, where supernodes
+ * read it even while this service is down; an instance signals success only once the key set is
+ * there, so whatever waits for this group's creation finds the keys.
  */
 export class AuthService extends Construct {
   readonly group: AutoScalingGroup;
+  readonly service: ServiceGroup;
   readonly loadBalancer: ApplicationLoadBalancer;
   readonly targetGroup: ApplicationTargetGroup;
   readonly webAcl: CfnWebACL;
@@ -85,11 +75,9 @@ export class AuthService extends Construct {
 
   constructor(scope: Construct, id: string, props: AuthServiceProps) {
     super(scope, id);
-    const floor = props.floor ?? 2;
-    const ceiling = props.ceiling ?? 6;
-    const rateLimit = props.requestsPerIpPer5Minutes ?? 600;
-    const retryAfter = props.wafRetryAfterSeconds ?? 60;
-    const soakSeconds = props.soakSeconds ?? 120;
+    const floor = props.floor ?? AUTH_DEFAULTS.floor;
+    const ceiling = props.ceiling ?? AUTH_DEFAULTS.ceiling;
+    const soakSeconds = props.soakSeconds ?? AUTH_DEFAULTS.soakSeconds;
     if (!Number.isInteger(floor) || floor < 1)
       throw new Error(`AuthService: floor must be at least 1 (got ${floor})`);
     if (!Number.isInteger(ceiling) || ceiling <= floor) {
@@ -97,17 +85,8 @@ export class AuthService extends Construct {
         `AuthService: ceiling (${ceiling}) must be greater than floor (${floor}) for rolling updates`,
       );
     }
-    if (!Number.isInteger(rateLimit) || rateLimit < 10 || rateLimit > 2_000_000_000) {
-      throw new Error(
-        `AuthService: requestsPerIpPer5Minutes must be 10..2e9, WAF's range (got ${rateLimit})`,
-      );
-    }
-    if (!Number.isInteger(retryAfter) || retryAfter < 1 || retryAfter > 3600) {
-      throw new Error(`AuthService: wafRetryAfterSeconds must be 1..3600 (got ${retryAfter})`);
-    }
     const stack = Stack.of(this);
     const tls = props.certificateArn !== undefined;
-    const instanceType = new InstanceType(props.instanceType ?? 'c7g.large');
 
     this.role = new Role(this, 'Role', {
       assumedBy: new ServicePrincipal('ec2.amazonaws.com'),
@@ -145,9 +124,17 @@ export class AuthService extends Construct {
         effect: Effect.ALLOW,
         actions: ['s3:PutObject'],
         resources: [
-          props.publicationBucket.arnForObjects('jwks.json'),
+          props.publicationBucket.arnForObjects(JWKS_KEY),
           props.publicationBucket.arnForObjects('revocations.json'),
         ],
+      }),
+    );
+    // The boot script's gate: HeadObject on the key set it just published.
+    this.role.addToPrincipalPolicy(
+      new PolicyStatement({
+        effect: Effect.ALLOW,
+        actions: ['s3:GetObject'],
+        resources: [props.publicationBucket.arnForObjects(JWKS_KEY)],
       }),
     );
     // Customer-managed keys (none on AuthData's resources) must let the service use the data.
@@ -160,40 +147,40 @@ export class AuthService extends Construct {
       description: 'Auth service instances: API from the ALB only',
       allowAllOutbound: true,
     });
-    const userData = UserData.forLinux();
-    const launchTemplate = new LaunchTemplate(this, 'LaunchTemplate', {
-      instanceType,
-      userData,
-      machineImage: MachineImage.latestAmazonLinux2023({
-        cpuType:
-          instanceType.architecture === 'arm64' ? AmazonLinuxCpuType.ARM_64 : AmazonLinuxCpuType.X86_64,
-      }),
+    this.service = new ServiceGroup(this, 'Group', {
+      vpc: props.vpc,
+      bundle: props.bundle,
       role: this.role,
       securityGroup,
-      requireImdsv2: true,
-      instanceMetadataTags: true,
-      detailedMonitoring: true,
-      blockDevices: [
-        {
-          deviceName: '/dev/xvda',
-          volume: BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: EbsDeviceVolumeType.GP3 }),
-        },
-      ],
-    });
-    this.group = new AutoScalingGroup(this, 'Group', {
-      vpc: props.vpc,
-      vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
-      launchTemplate,
-      minCapacity: floor,
-      maxCapacity: ceiling,
-      healthChecks: HealthChecks.withAdditionalChecks({
-        additionalTypes: [AdditionalHealthCheckType.ELB],
-        gracePeriod: Duration.seconds(soakSeconds + 300),
-      }),
-      signals: Signals.waitForMinCapacity({ timeout: Duration.seconds(soakSeconds + 900) }),
-      updatePolicy: UpdatePolicy.rollingUpdate({ maxBatchSize: 1, minInstancesInService: floor }),
+      instanceType: props.instanceType ?? AUTH_DEFAULTS.instanceType,
+      floor,
+      ceiling,
+      soakSeconds,
       defaultInstanceWarmup: Duration.seconds(60),
+      service: 'supernode-auth',
+      command: 'auth',
+      readinessUrl: `http://127.0.0.1:${AUTH_PORT}/readyz`,
+      stopTimeoutSeconds: 45,
+      gate: {
+        description: `the public key set is published (s3://.../${JWKS_KEY})`,
+        command: `aws s3api head-object --region "$REGION" --bucket ${props.publicationBucket.bucketName} --key ${JWKS_KEY}`,
+      },
+      environment: {
+        AUTH_HOST: '0.0.0.0',
+        AUTH_PORT: String(AUTH_PORT),
+        AUTH_DATA_DIR: '/var/lib/supernode-auth',
+        AUTH_AWS_DYNAMODB: 'true',
+        AUTH_TABLE: props.table.tableName,
+        AUTH_KEY_RING_SECRET: props.keyRingSecret.secretArn,
+        AUTH_PUBLISH_BUCKET: props.publicationBucket.bucketName,
+        // The ALB puts the client address in X-Forwarded-For; per-IP limits need it.
+        AUTH_TRUST_PROXY: 'true',
+        AUTH_CLOUDWATCH: 'true',
+        AUTH_LOG_LEVEL: 'info',
+      },
+      instanceEnvironment: { AUTH_AUTO_SCALING_GROUP: '$GROUP_NAME', AWS_REGION: '$REGION' },
     });
+    this.group = this.service.group;
     // Password hashing is CPU-bound: CPU is the load signal.
     this.group.scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60 });
 
@@ -237,85 +224,20 @@ export class AuthService extends Construct {
       Port.tcp(AUTH_PORT),
       'API and health checks from the ALB',
     );
-    this.url = `${tls ? 'https' : 'http'}://${this.loadBalancer.loadBalancerDnsName}`;
+    this.url = tls
+      ? `https://${props.hostName ?? this.loadBalancer.loadBalancerDnsName}`
+      : `http://${this.loadBalancer.loadBalancerDnsName}`;
 
-    this.webAclName = `${stack.stackName}-auth`;
-    this.webAcl = new CfnWebACL(this, 'WebAcl', {
-      name: this.webAclName,
-      scope: 'REGIONAL',
-      defaultAction: { allow: {} },
-      visibilityConfig: visibility('supernode-auth'),
-      customResponseBodies: {
-        'rate-limited': {
-          contentType: 'APPLICATION_JSON',
-          content: JSON.stringify({ error: 'rate_limited', message: 'Too many requests from this address' }),
-        },
-      },
-      rules: [
-        {
-          // Per client IP, before anything else: a login storm from one address costs WAF, not us.
-          name: 'per-ip-rate',
-          priority: 0,
-          statement: {
-            rateBasedStatement: { aggregateKeyType: 'IP', limit: rateLimit, evaluationWindowSec: 300 },
-          },
-          action: {
-            block: {
-              customResponse: {
-                responseCode: 429,
-                customResponseBodyKey: 'rate-limited',
-                responseHeaders: [{ name: 'Retry-After', value: String(retryAfter) }],
-              },
-            },
-          },
-          visibilityConfig: visibility('per-ip-rate'),
-        },
-        managedRule('AWSManagedRulesAmazonIpReputationList', 1),
-        managedRule('AWSManagedRulesCommonRuleSet', 2),
-        managedRule('AWSManagedRulesKnownBadInputsRuleSet', 3),
-      ],
+    const waf = new AuthWaf(this, 'WebAcl', {
+      name: `${stack.stackName}-auth`,
+      requestsPerIpPer5Minutes: props.requestsPerIpPer5Minutes,
+      retryAfterSeconds: props.wafRetryAfterSeconds,
     });
+    this.webAcl = waf.webAcl;
+    this.webAclName = waf.webAclName;
     new CfnWebACLAssociation(this, 'WebAclAssociation', {
       resourceArn: this.loadBalancer.loadBalancerArn,
       webAclArn: this.webAcl.attrArn,
     });
-
-    serviceUserData(userData, {
-      bundle: props.bundle,
-      service: 'supernode-auth',
-      command: 'auth',
-      group: this.group.node.defaultChild as CfnAutoScalingGroup,
-      readinessUrl: `http://127.0.0.1:${AUTH_PORT}/readyz`,
-      soakSeconds,
-      stopTimeoutSeconds: 45,
-      environment: {
-        AUTH_HOST: '0.0.0.0',
-        AUTH_PORT: String(AUTH_PORT),
-        AUTH_DATA_DIR: '/var/lib/supernode-auth',
-        AUTH_AWS_DYNAMODB: 'true',
-        AUTH_TABLE: props.table.tableName,
-        AUTH_KEY_RING_SECRET: props.keyRingSecret.secretArn,
-        AUTH_PUBLISH_BUCKET: props.publicationBucket.bucketName,
-        // The ALB puts the client address in X-Forwarded-For; per-IP limits need it.
-        AUTH_TRUST_PROXY: 'true',
-        AUTH_CLOUDWATCH: 'true',
-        AUTH_LOG_LEVEL: 'info',
-      },
-      instanceEnvironment: { AUTH_AUTO_SCALING_GROUP: '$GROUP_NAME', AWS_REGION: '$REGION' },
-    });
   }
-}
-
-function visibility(metricName: string): CfnWebACL.VisibilityConfigProperty {
-  return { cloudWatchMetricsEnabled: true, metricName, sampledRequestsEnabled: true };
-}
-
-function managedRule(name: string, priority: number): CfnWebACL.RuleProperty {
-  return {
-    name,
-    priority,
-    statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
-    overrideAction: { none: {} },
-    visibilityConfig: visibility(name),
-  };
 }

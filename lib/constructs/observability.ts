@@ -141,6 +141,8 @@ export class Observability extends Construct {
           treatMissingData: TreatMissingData.NOT_BREACHING,
         }),
       );
+      // The release gate fails an instance refresh on its own; this tells the operator why.
+      if (fleet.service.releaseGateAlarm) alarm(fleet.service.releaseGateAlarm);
       fleetLines.healthy.push(healthy);
       fleetLines.cpu.push(nodeCpu);
       fleetLines.clients.push(

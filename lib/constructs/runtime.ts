@@ -56,6 +56,38 @@ export class RuntimeBundle extends Construct {
   }
 }
 
+/** PutMetricData has no resource scoping; the namespace condition is the least privilege there is. */
+export function putMetricDataStatement(): PolicyStatement {
+  return new PolicyStatement({
+    effect: Effect.ALLOW,
+    actions: ['cloudwatch:PutMetricData'],
+    resources: ['*'],
+    conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
+  });
+}
+
+/** Counted by a boot script whose install, soak or gate failed; the release gate alarm watches it. */
+export const RELEASE_GATE_METRIC = 'ReleaseGateFailures';
+
+/** The dimensions of a group's release-gate metric: literals, so an alarm on it needs no group reference. */
+export function releaseGateDimensions(stackName: string, service: string): Record<string, string> {
+  return { Stack: stackName, Service: service };
+}
+
+/** Where the boot script puts a service's files. Absolute paths the script and the unit share. */
+export function servicePaths(service: string) {
+  return {
+    etc: `/etc/${service}`,
+    opt: `/opt/${service}`,
+    data: `/var/lib/${service}`,
+    envFile: `/etc/${service}/${service}.env`,
+    bundle: `/opt/${service}/supernode.cjs`,
+    perBoot: `/var/lib/cloud/scripts/per-boot/${service}.sh`,
+    log: `/var/log/${service}-setup.log`,
+    node: `/usr/bin/node-${NODE_MAJOR}`,
+  };
+}
+
 export interface ServiceUserDataProps {
   bundle: RuntimeBundle;
   /** systemd unit name and system user, e.g. `supernode`. */
@@ -66,76 +98,116 @@ export interface ServiceUserDataProps {
   environment: Record<string, string>;
   /** Settings only known on the instance, as shell expressions (e.g. `$INSTANCE_ID`). */
   instanceEnvironment?: Record<string, string>;
-  /** Secrets fetched at boot into root-owned files the service user can read. */
-  secretFiles?: { secretArn: string; region?: string; path: string }[];
+  /** Secrets fetched at every boot into root-owned files (`/etc/<service>/<file>`) the service user reads. */
+  secretFiles?: { secretArn: string; region?: string; file: string }[];
   /** What the soak gate watches before the success signal. */
   readinessUrl: string;
   soakSeconds: number;
   /** systemd waits this long for a graceful stop (drain) before SIGKILL. */
   stopTimeoutSeconds: number;
-  /** The group whose rolling update waits for this instance's signal. */
+  /** The group whose creation waits for this instance's cfn-signal. */
   group: CfnAutoScalingGroup;
+  /**
+   * The EC2_INSTANCE_LAUNCHING hook that holds every new instance (warm or not) until this script
+   * completes it: CONTINUE once installed (warm pool) or soaked (in service), ABANDON on failure.
+   * @default - no launch hook: nothing to complete
+   */
+  launchHookName?: string;
+  /**
+   * One more condition after the soak, retried for up to 150 s: a shell command that exits 0 once
+   * the service has done what others wait for (the auth service: jwks.json is published).
+   * @default - the soak alone
+   */
+  gate?: { description: string; command: string };
 }
 
 /**
- * Boot script for Amazon Linux 2023: installs Node and the bundle, writes a hardened systemd unit
- * (restart on failure, high file limit), starts it, runs `supernode soak` on it and only then sends
- * cfn-signal. Any failure before that signals failure, so CloudFormation rolls the release back.
- * Instances launched into the warm pool install everything and stop without starting the service:
- * the unit is enabled and starts when the instance is put in service.
+ * Boot script for Amazon Linux 2023, run on every boot: by cloud-init on the first one, then from a
+ * copy in cloud-init's per-boot folder (user data itself runs once per instance). Each run installs
+ * Node and the bundle, fetches the secrets, writes the env file and a hardened systemd unit (restart
+ * on failure, high file limit), then reads the instance's target lifecycle state from IMDSv2:
+ *
+ * - `Warmed:*` (launched into the warm pool): installed, not started; completes the launch hook so
+ *   Auto Scaling stops the instance. The unit is never enabled, so nothing serves from the pool.
+ * - anything else (in service: a direct launch, or a warm instance waking up): starts the unit, runs
+ *   `supernode soak` on it and the gate, then completes the launch hook and sends cfn-signal success.
+ *
+ * Any failure counts a release-gate failure metric, abandons the launch hook (Auto Scaling replaces
+ * the instance; an instance refresh fails on the metric's alarm) and signals failure. Every path the
+ * script writes is a variable at its top (test/cdk/boot-script.ts runs it with stubs).
  */
 export function serviceUserData(userData: UserData, props: ServiceUserDataProps): void {
   const stack = Stack.of(props.group);
-  const envFile = `/etc/${props.service}/${props.service}.env`;
-  const bundlePath = `/opt/${props.service}/supernode.cjs`;
+  const paths = servicePaths(props.service);
   const fixed = Object.entries(props.environment).map(([key, value]) => `${key}=${value}`);
   const dynamic = Object.entries(props.instanceEnvironment ?? {}).map(([key, value]) => `${key}=${value}`);
+  const dimensions = Object.entries(releaseGateDimensions(stack.stackName, props.service))
+    .map(([name, value]) => `${name}=${value}`)
+    .join(',');
+  const unit = `${props.service}.service`;
   userData.addCommands(
+    `# Boot script of ${props.service} (Supernode Tier): runs on every boot, see lib/constructs/runtime.ts.`,
     'set -euo pipefail',
-    'exec > >(tee -a /var/log/supernode-setup.log) 2>&1',
-    `signal() { /opt/aws/bin/cfn-signal --exit-code "$1" --stack ${stack.stackName} --resource ${stack.getLogicalId(props.group)} --region ${stack.region} || true; }`,
-    "trap 'signal 1' ERR",
-    'TOKEN=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 21600" http://169.254.169.254/latest/api/token)',
+    `ETC_DIR=${paths.etc}`,
+    `OPT_DIR=${paths.opt}`,
+    `DATA_DIR=${paths.data}`,
+    'UNIT_DIR=/etc/systemd/system',
+    `PER_BOOT=${paths.perBoot}`,
+    `LOG_FILE=${paths.log}`,
+    `NODE_BIN=${paths.node}`,
+    'PATH="$PATH:/opt/aws/bin"',
+    'exec > >(tee -a "$LOG_FILE") 2>&1',
+    'echo "boot script of $0 at $(date -u +%FT%TZ)"',
+    'INSTANCE_ID= REGION= GROUP_NAME=',
+    `signal() { cfn-signal --exit-code "$1" --stack ${stack.stackName} --resource ${stack.getLogicalId(props.group)} --region ${stack.region} || true; }`,
+    props.launchHookName
+      ? `complete_launch() { aws autoscaling complete-lifecycle-action --region "$REGION" --auto-scaling-group-name "$GROUP_NAME" --lifecycle-hook-name ${props.launchHookName} --instance-id "$INSTANCE_ID" --lifecycle-action-result "$1" || true; }`
+      : 'complete_launch() { :; } # no launch hook on this group',
+    `gate_failed() { aws cloudwatch put-metric-data --region "\${REGION:-${stack.region}}" --namespace ${METRIC_NAMESPACE} --metric-name ${RELEASE_GATE_METRIC} --dimensions ${dimensions} --value 1 || true; }`,
+    'fail() { trap - ERR; echo "boot failed: $1"; gate_failed; complete_launch ABANDON; signal 1; exit 1; }',
+    `trap 'fail "command failed on line $LINENO"' ERR`,
+    'retry() { local tries=$1 pause=$2; shift 2; for _ in $(seq "$tries"); do "$@" && return 0; sleep "$pause"; done; return 1; }',
+    'TOKEN=$(retry 5 2 curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 21600" http://169.254.169.254/latest/api/token)',
     'imds() { curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" "http://169.254.169.254/latest/meta-data/$1"; }',
-    'INSTANCE_ID=$(imds instance-id)',
-    'PRIVATE_IP=$(imds local-ipv4)',
-    'REGION=$(imds placement/region)',
-    'GROUP_NAME=$(imds tags/instance/aws:autoscaling:groupName)',
-    'LIFECYCLE_STATE=$(imds autoscaling/target-lifecycle-state || echo InService)',
+    'INSTANCE_ID=$(retry 5 2 imds instance-id)',
+    'PRIVATE_IP=$(retry 5 2 imds local-ipv4)',
+    'REGION=$(retry 5 2 imds placement/region)',
+    'GROUP_NAME=$(retry 5 2 imds tags/instance/aws:autoscaling:groupName)',
+    // Warmed:Stopped while prepared for the pool, InService on the boot that puts it in service.
+    'LIFECYCLE_STATE=$(retry 5 2 imds autoscaling/target-lifecycle-state || echo InService)',
+    'echo "target lifecycle state: $LIFECYCLE_STATE"',
     `dnf install -y nodejs${NODE_MAJOR} aws-cfn-bootstrap`,
-    `id ${props.service} >/dev/null 2>&1 || useradd --system --home-dir /var/lib/${props.service} --create-home --shell /sbin/nologin ${props.service}`,
-    `install -d -m 0755 /opt/${props.service}`,
-    `install -d -m 0750 -g ${props.service} /etc/${props.service}`,
+    `id ${props.service} >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR" --create-home --shell /sbin/nologin ${props.service}`,
+    'install -d -m 0755 "$OPT_DIR"',
+    'install -d -m 0750 "$ETC_DIR"',
+    `chown root:${props.service} "$ETC_DIR"`,
+    `aws s3 cp 's3://${props.bundle.asset.s3BucketName}/${props.bundle.asset.s3ObjectKey}' "$OPT_DIR/supernode.cjs" --region "$REGION" --only-show-errors`,
   );
-  userData.addS3DownloadCommand({
-    bucket: props.bundle.asset.bucket,
-    bucketKey: props.bundle.asset.s3ObjectKey,
-    localFile: bundlePath,
-  });
   for (const secret of props.secretFiles ?? []) {
     userData.addCommands(
-      `umask 027; aws secretsmanager get-secret-value --region ${secret.region ?? '"$REGION"'} --secret-id ${secret.secretArn} --query SecretString --output text > ${secret.path}; umask 022`,
-      `chown root:${props.service} ${secret.path}`,
+      `(umask 027; aws secretsmanager get-secret-value --region ${secret.region ?? '"$REGION"'} --secret-id ${secret.secretArn} --query SecretString --output text > "$ETC_DIR/${secret.file}")`,
+      `chown root:${props.service} "$ETC_DIR/${secret.file}"`,
     );
   }
   userData.addCommands(
-    `cat > ${envFile} <<'EOF'`,
+    `cat > "$ETC_DIR/${props.service}.env" <<'EOF'`,
     ...fixed,
     'EOF',
-    `cat >> ${envFile} <<EOF`,
+    `cat >> "$ETC_DIR/${props.service}.env" <<EOF`,
     ...dynamic,
     'EOF',
-    `chown root:${props.service} ${envFile}`,
-    `chmod 0640 ${envFile}`,
-    `cat > /etc/systemd/system/${props.service}.service <<'EOF'`,
+    `chown root:${props.service} "$ETC_DIR/${props.service}.env"`,
+    `chmod 0640 "$ETC_DIR/${props.service}.env"`,
+    // No [Install] section and never enabled: this script starts it, only on a boot into service.
+    `cat > "$UNIT_DIR/${unit}" <<'EOF'`,
     '[Unit]',
     `Description=Supernode Tier ${props.command === 'node' ? 'supernode' : 'auth service'}`,
     'After=network-online.target',
     'Wants=network-online.target',
     '[Service]',
     `User=${props.service}`,
-    `EnvironmentFile=${envFile}`,
-    `ExecStart=/usr/bin/node-${NODE_MAJOR} ${bundlePath} ${props.command}`,
+    `EnvironmentFile=${paths.envFile}`,
+    `ExecStart=${paths.node} ${paths.bundle} ${props.command}`,
     'Restart=on-failure',
     'RestartSec=2',
     'LimitNOFILE=1048576',
@@ -145,15 +217,26 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     'ProtectSystem=strict',
     'ProtectHome=yes',
     'PrivateTmp=yes',
-    `ReadWritePaths=/var/lib/${props.service}`,
-    '[Install]',
-    'WantedBy=multi-user.target',
+    `ReadWritePaths=${paths.data}`,
     'EOF',
     'systemctl daemon-reload',
-    `systemctl enable ${props.service}`,
-    // Warm pool: prepared and stopped; the enabled unit starts when the instance goes in service.
-    'case "$LIFECYCLE_STATE" in Warmed:*) echo "warm pool instance: prepared, not started"; exit 0;; esac',
+    // User data runs once per instance; this copy runs on every later boot (cloud-init per-boot).
+    'if [ "$0" != "$PER_BOOT" ]; then install -D -m 0700 "$0" "$PER_BOOT"; fi',
+    'case "$LIFECYCLE_STATE" in',
+    '  Warmed:*)',
+    '    complete_launch CONTINUE',
+    '    echo "warm pool instance: installed, not started; the boot into service starts it"',
+    '    exit 0;;',
+    'esac',
     `systemctl start ${props.service}`,
-    `if /usr/bin/node-${NODE_MAJOR} ${bundlePath} soak --url ${props.readinessUrl} --soak-sec ${props.soakSeconds}; then signal 0; else signal 1; fi`,
+    ...(props.gate
+      ? [`gate() { retry 30 5 ${props.gate.command} >/dev/null 2>&1; } # ${props.gate.description}`]
+      : ['gate() { :; }']),
+    `if "$NODE_BIN" "$OPT_DIR/supernode.cjs" soak --url ${props.readinessUrl} --soak-sec ${props.soakSeconds} && gate; then`,
+    '  complete_launch CONTINUE',
+    '  signal 0',
+    'else',
+    '  fail "not ready: the soak or the gate failed"',
+    'fi',
   );
 }

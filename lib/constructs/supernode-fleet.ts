@@ -1,42 +1,22 @@
 import { Duration, Stack } from 'aws-cdk-lib';
-import {
-  AdditionalHealthCheckType,
-  AutoScalingGroup,
-  type CfnAutoScalingGroup,
-  DefaultResult,
-  HealthChecks,
-  LifecycleTransition,
-  PoolState,
-  Signals,
-  UpdatePolicy,
-} from 'aws-cdk-lib/aws-autoscaling';
+import { type AutoScalingGroup, DefaultResult, LifecycleTransition } from 'aws-cdk-lib/aws-autoscaling';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
-import {
-  AmazonLinuxCpuType,
-  BlockDeviceVolume,
-  EbsDeviceVolumeType,
-  InstanceType,
-  type IVpc,
-  LaunchTemplate,
-  MachineImage,
-  Peer,
-  Port,
-  SecurityGroup,
-  SubnetType,
-  UserData,
-} from 'aws-cdk-lib/aws-ec2';
+import { type IVpc, Peer, Port, SecurityGroup, SubnetType } from 'aws-cdk-lib/aws-ec2';
 import {
   ListenerCertificate,
   NetworkLoadBalancer,
   NetworkTargetGroup,
   Protocol,
+  SslPolicy,
   TargetType,
 } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Effect, ManagedPolicy, Policy, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { METRIC_NAMESPACE, type RuntimeBundle, serviceUserData } from './runtime';
+import { FLEET_DEFAULTS } from '../defaults';
+import { METRIC_NAMESPACE, putMetricDataStatement, type RuntimeBundle, servicePaths } from './runtime';
+import { ServiceGroup } from './service-group';
 
 /** Ports on the instances. Clients reach the session port only through the NLB's 443. */
 export const FLEET_PORTS = { session: 7001, mesh: 7101, stun: 3478 } as const;
@@ -60,11 +40,11 @@ export interface SupernodeFleetProps {
   readonly vpc: IVpc;
   readonly bundle: RuntimeBundle;
   readonly publicKeys: PublicKeySource;
-  /** Graviton by default; the AMI follows the type's architecture. @default 'c7g.large' */
+  /** Graviton; the AMI follows the type's architecture. @default 'c7g.large' */
   readonly instanceType?: string;
   /** Guaranteed floor: never fewer nodes in service, during updates included. At least 3. @default 3 */
   readonly floor?: number;
-  /** Scale-out ceiling; must leave room for one extra node during a rolling update. @default 12 */
+  /** Scale-out ceiling; must leave room for one extra node during a release. @default 12 */
   readonly ceiling?: number;
   /** Target tracking aims for this many connected clients per node. @default 50000 */
   readonly clientsPerNode?: number;
@@ -74,24 +54,32 @@ export interface SupernodeFleetProps {
   readonly soakSeconds?: number;
   /** Drain deadline of a node (sessions get `drain` advice and time to move). @default 30 */
   readonly drainSeconds?: number;
-  /** Stopped instances kept ready for break-glass scale-out (only EBS is paid). @default 2 */
+  /**
+   * Stopped, installed instances kept for break-glass scale-out (only EBS is paid while stopped);
+   * exactly this many, whatever the group's size. 0 means no warm pool. At most ceiling - floor.
+   * @default 2
+   */
   readonly warmPoolSize?: number;
   /** TLS on the NLB's 443 with this ACM certificate; plain TCP without. @default - TCP */
   readonly certificateArn?: string;
+  /** Host name clients use when the NLB has a DNS record of its own. @default - the NLB's DNS name */
+  readonly hostName?: string;
   /** @default '' */
   readonly audience?: string;
-  /** Bucket for the load balancer's access logs. @default - no access logs */
+  /** Bucket for the load balancer's access logs (NLBs log TLS listeners only). @default - no access logs */
   readonly accessLogs?: IBucket;
 }
 
 /**
  * The supernode tier of one region: an Auto Scaling group with a floor that never goes away,
  * behind a Network Load Balancer (sessions on 443, STUN on UDP 3478), meshed over a private port
- * open only between its own members, draining before termination, and updated one node at a time
- * with a readiness soak before each success signal.
+ * open only between its own members, draining before termination, with a warm pool whose instances
+ * are held by a launch hook until installed, and released by instance refresh (in-service and warm
+ * instances alike) with a readiness soak before each new node goes in service.
  */
 export class SupernodeFleet extends Construct {
   readonly group: AutoScalingGroup;
+  readonly service: ServiceGroup;
   readonly loadBalancer: NetworkLoadBalancer;
   readonly sessionTargets: NetworkTargetGroup;
   readonly stunTargets: NetworkTargetGroup;
@@ -101,24 +89,26 @@ export class SupernodeFleet extends Construct {
   readonly completeLifecyclePolicy: Policy;
   readonly floor: number;
   readonly clientsPerNode: number;
-  /** Base URL clients connect to (`wss://<nlb>`, or `ws://<nlb>:443` without TLS); sessions at /v1/session. */
+  /** Base URL clients connect to (`wss://<host>`, or `ws://<nlb>:443` without TLS); sessions at /v1/session. */
   readonly sessionUrl: string;
 
   constructor(scope: Construct, id: string, props: SupernodeFleetProps) {
     super(scope, id);
-    const floor = props.floor ?? 3;
-    const ceiling = props.ceiling ?? 12;
-    const clientsPerNode = props.clientsPerNode ?? 50_000;
-    const soakSeconds = props.soakSeconds ?? 300;
-    const drainSeconds = props.drainSeconds ?? 30;
-    const warmPoolSize = props.warmPoolSize ?? 2;
+    const floor = props.floor ?? FLEET_DEFAULTS.floor;
+    const ceiling = props.ceiling ?? FLEET_DEFAULTS.ceiling;
+    const clientsPerNode = props.clientsPerNode ?? FLEET_DEFAULTS.clientsPerNode;
+    const soakSeconds = props.soakSeconds ?? FLEET_DEFAULTS.soakSeconds;
+    const drainSeconds = props.drainSeconds ?? FLEET_DEFAULTS.drainSeconds;
+    const warmPoolSize = props.warmPoolSize ?? FLEET_DEFAULTS.warmPoolSize;
     validate({ floor, ceiling, clientsPerNode, soakSeconds, drainSeconds, warmPoolSize });
     this.floor = floor;
     this.clientsPerNode = clientsPerNode;
     const stack = Stack.of(this);
-    const instanceType = new InstanceType(props.instanceType ?? 'c7g.large');
     const keysRegion = props.publicKeys.region ?? stack.region;
     const tls = props.certificateArn !== undefined;
+    const jwksKey = props.publicKeys.jwksKey ?? 'jwks.json';
+    const revocationsKey = props.publicKeys.revocationsKey ?? 'revocations.json';
+    const paths = servicePaths('supernode');
 
     // Shared by the mesh members only: each proves it holds it (HMAC) and it is never sent.
     this.meshSecret = new Secret(this, 'MeshSecret', {
@@ -149,9 +139,12 @@ export class SupernodeFleet extends Construct {
         effect: Effect.ALLOW,
         actions: ['s3:GetObject'],
         resources: [
-          `arn:${stack.partition}:s3:::${props.publicKeys.bucketName}/${props.publicKeys.jwksKey ?? 'jwks.json'}`,
-          `arn:${stack.partition}:s3:::${props.publicKeys.bucketName}/${props.publicKeys.revocationsKey ?? 'revocations.json'}`,
+          `arn:${stack.partition}:s3:::${props.publicKeys.bucketName}/${jwksKey}`,
+          `arn:${stack.partition}:s3:::${props.publicKeys.bucketName}/${revocationsKey}`,
         ],
+        // The name is derived, not secret: whoever owned a bucket of that name in another account
+        // would hand the nodes keys of their own. Only a bucket of this account counts.
+        conditions: { StringEquals: { 's3:ResourceAccount': stack.account } },
       }),
     );
     // Mesh discovery lists the group's instances. DescribeInstances supports no resource scoping.
@@ -160,46 +153,6 @@ export class SupernodeFleet extends Construct {
     );
     this.role.addToPrincipalPolicy(putMetricDataStatement());
 
-    const userData = UserData.forLinux();
-    const launchTemplate = new LaunchTemplate(this, 'LaunchTemplate', {
-      instanceType,
-      userData,
-      machineImage: MachineImage.latestAmazonLinux2023({ cpuType: cpuTypeOf(instanceType) }),
-      role: this.role,
-      securityGroup: this.securityGroup,
-      requireImdsv2: true,
-      // The boot script reads the group name from the instance's tags.
-      instanceMetadataTags: true,
-      detailedMonitoring: true,
-      blockDevices: [
-        {
-          deviceName: '/dev/xvda',
-          volume: BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: EbsDeviceVolumeType.GP3 }),
-        },
-      ],
-    });
-
-    const gracePeriod = Duration.seconds(soakSeconds + 300);
-    this.group = new AutoScalingGroup(this, 'Group', {
-      vpc: props.vpc,
-      vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
-      launchTemplate,
-      minCapacity: floor,
-      maxCapacity: ceiling,
-      healthChecks: HealthChecks.withAdditionalChecks({
-        additionalTypes: [AdditionalHealthCheckType.ELB],
-        gracePeriod,
-      }),
-      // Creation and every rolling update wait for signals sent only after the soak passed.
-      signals: Signals.waitForMinCapacity({ timeout: Duration.seconds(soakSeconds + 900) }),
-      updatePolicy: UpdatePolicy.rollingUpdate({
-        maxBatchSize: 1,
-        minInstancesInService: floor,
-      }),
-      defaultInstanceWarmup: Duration.seconds(120),
-    });
-    const cfnGroup = this.group.node.defaultChild as CfnAutoScalingGroup;
-
     this.loadBalancer = new NetworkLoadBalancer(this, 'LoadBalancer', {
       vpc: props.vpc,
       internetFacing: true,
@@ -207,6 +160,56 @@ export class SupernodeFleet extends Construct {
       vpcSubnets: { subnetType: SubnetType.PUBLIC },
     });
     if (props.accessLogs) this.loadBalancer.logAccessLogs(props.accessLogs, 'supernode-nlb');
+    // The node's base URL as clients and lookups use it (the SDK adds /v1/session); plain ws needs the
+    // port spelled out, since 443 is not its default.
+    this.sessionUrl = tls
+      ? `wss://${props.hostName ?? this.loadBalancer.loadBalancerDnsName}`
+      : `ws://${this.loadBalancer.loadBalancerDnsName}:443`;
+
+    this.service = new ServiceGroup(this, 'Group', {
+      vpc: props.vpc,
+      bundle: props.bundle,
+      role: this.role,
+      securityGroup: this.securityGroup,
+      instanceType: props.instanceType ?? FLEET_DEFAULTS.instanceType,
+      floor,
+      ceiling,
+      soakSeconds,
+      defaultInstanceWarmup: Duration.seconds(120),
+      warmPoolSize,
+      service: 'supernode',
+      command: 'node',
+      readinessUrl: `http://127.0.0.1:${FLEET_PORTS.session}/readyz`,
+      stopTimeoutSeconds: drainSeconds + 15,
+      secretFiles: [{ secretArn: this.meshSecret.secretArn, file: 'mesh-secret' }],
+      environment: {
+        SUPERNODE_HOST: '0.0.0.0',
+        SUPERNODE_PORT: String(FLEET_PORTS.session),
+        SUPERNODE_PUBLIC_URL: this.sessionUrl,
+        SUPERNODE_JWKS_URL: `s3://${props.publicKeys.bucketName}/${jwksKey}`,
+        SUPERNODE_REVOCATIONS_URL: `s3://${props.publicKeys.bucketName}/${revocationsKey}`,
+        SUPERNODE_S3_REGION: keysRegion,
+        ...(props.audience ? { SUPERNODE_AUDIENCE: props.audience } : {}),
+        SUPERNODE_DRAIN_TIMEOUT_MS: String(drainSeconds * 1000),
+        SUPERNODE_STUN_PORT: String(FLEET_PORTS.stun),
+        SUPERNODE_MESH: 'true',
+        SUPERNODE_MESH_PORT: String(FLEET_PORTS.mesh),
+        SUPERNODE_MESH_SECRET_FILE: `${paths.etc}/mesh-secret`,
+        SUPERNODE_DISCOVERY: 'ec2',
+        SUPERNODE_CLOUDWATCH: 'true',
+        // A literal, not a reference: the hook depends on the group, which depends on this template.
+        SUPERNODE_LIFECYCLE_HOOK: DRAIN_HOOK_NAME,
+        SUPERNODE_LOG_LEVEL: 'info',
+      },
+      instanceEnvironment: {
+        SUPERNODE_NODE_ID: '$INSTANCE_ID',
+        SUPERNODE_MESH_HOST: '$PRIVATE_IP',
+        SUPERNODE_AUTO_SCALING_GROUP: '$GROUP_NAME',
+        AWS_REGION: '$REGION',
+      },
+    });
+    this.group = this.service.group;
+
     const [lbSecurityGroup] = this.loadBalancer.connections.securityGroups;
     lbSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.tcp(443), 'Client sessions');
     lbSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.udp(FLEET_PORTS.stun), 'STUN');
@@ -254,6 +257,7 @@ export class SupernodeFleet extends Construct {
       port: 443,
       protocol: tls ? Protocol.TLS : Protocol.TCP,
       certificates: tls ? [ListenerCertificate.fromArn(props.certificateArn as string)] : undefined,
+      sslPolicy: tls ? SslPolicy.RECOMMENDED_TLS : undefined,
       defaultTargetGroups: [this.sessionTargets],
     });
     this.loadBalancer.addListener('Stun', {
@@ -261,11 +265,6 @@ export class SupernodeFleet extends Construct {
       protocol: Protocol.UDP,
       defaultTargetGroups: [this.stunTargets],
     });
-    // The node's base URL as clients and lookups use it (the SDK adds /v1/session); plain ws needs the
-    // port spelled out, since 443 is not its default.
-    this.sessionUrl = tls
-      ? `wss://${this.loadBalancer.loadBalancerDnsName}`
-      : `ws://${this.loadBalancer.loadBalancerDnsName}:443`;
 
     // Termination waits (up to the heartbeat) while the node drains; the node completes the action.
     this.group.addLifecycleHook('Drain', {
@@ -274,7 +273,8 @@ export class SupernodeFleet extends Construct {
       heartbeatTimeout: Duration.seconds(drainSeconds + 90),
       defaultResult: DefaultResult.CONTINUE,
     });
-    // A separate policy: the group must exist before its ARN can be named, and not the reverse.
+    // Both hooks (launch: the boot script; drain: the node). A separate policy: the group must exist
+    // before its ARN can be named, and not the reverse.
     this.completeLifecyclePolicy = new Policy(this, 'CompleteLifecyclePolicy', {
       roles: [this.role],
       statements: [
@@ -288,8 +288,6 @@ export class SupernodeFleet extends Construct {
       ],
     });
 
-    this.group.addWarmPool({ minSize: warmPoolSize, poolState: PoolState.STOPPED, reuseOnScaleIn: false });
-
     const connectedClients = new Metric({
       namespace: METRIC_NAMESPACE,
       metricName: 'ConnectedClients',
@@ -301,58 +299,10 @@ export class SupernodeFleet extends Construct {
       metric: connectedClients,
       targetValue: clientsPerNode,
     });
-    this.group.scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: props.cpuTargetPercent ?? 60 });
-
-    serviceUserData(userData, {
-      bundle: props.bundle,
-      service: 'supernode',
-      command: 'node',
-      group: cfnGroup,
-      readinessUrl: `http://127.0.0.1:${FLEET_PORTS.session}/readyz`,
-      soakSeconds,
-      stopTimeoutSeconds: drainSeconds + 15,
-      secretFiles: [{ secretArn: this.meshSecret.secretArn, path: '/etc/supernode/mesh-secret' }],
-      environment: {
-        SUPERNODE_HOST: '0.0.0.0',
-        SUPERNODE_PORT: String(FLEET_PORTS.session),
-        SUPERNODE_PUBLIC_URL: this.sessionUrl,
-        SUPERNODE_JWKS_URL: `s3://${props.publicKeys.bucketName}/${props.publicKeys.jwksKey ?? 'jwks.json'}`,
-        SUPERNODE_REVOCATIONS_URL: `s3://${props.publicKeys.bucketName}/${props.publicKeys.revocationsKey ?? 'revocations.json'}`,
-        SUPERNODE_S3_REGION: keysRegion,
-        ...(props.audience ? { SUPERNODE_AUDIENCE: props.audience } : {}),
-        SUPERNODE_DRAIN_TIMEOUT_MS: String(drainSeconds * 1000),
-        SUPERNODE_STUN_PORT: String(FLEET_PORTS.stun),
-        SUPERNODE_MESH: 'true',
-        SUPERNODE_MESH_PORT: String(FLEET_PORTS.mesh),
-        SUPERNODE_MESH_SECRET_FILE: '/etc/supernode/mesh-secret',
-        SUPERNODE_DISCOVERY: 'ec2',
-        SUPERNODE_CLOUDWATCH: 'true',
-        // A literal, not a reference: the hook depends on the group, which depends on this template.
-        SUPERNODE_LIFECYCLE_HOOK: DRAIN_HOOK_NAME,
-        SUPERNODE_LOG_LEVEL: 'info',
-      },
-      instanceEnvironment: {
-        SUPERNODE_NODE_ID: '$INSTANCE_ID',
-        SUPERNODE_MESH_HOST: '$PRIVATE_IP',
-        SUPERNODE_AUTO_SCALING_GROUP: '$GROUP_NAME',
-        AWS_REGION: '$REGION',
-      },
+    this.group.scaleOnCpuUtilization('Cpu', {
+      targetUtilizationPercent: props.cpuTargetPercent ?? FLEET_DEFAULTS.cpuTargetPercent,
     });
   }
-}
-
-/** PutMetricData has no resource scoping; the namespace condition is the least privilege there is. */
-export function putMetricDataStatement(): PolicyStatement {
-  return new PolicyStatement({
-    effect: Effect.ALLOW,
-    actions: ['cloudwatch:PutMetricData'],
-    resources: ['*'],
-    conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
-  });
-}
-
-function cpuTypeOf(instanceType: InstanceType): AmazonLinuxCpuType {
-  return instanceType.architecture === 'arm64' ? AmazonLinuxCpuType.ARM_64 : AmazonLinuxCpuType.X86_64;
 }
 
 function validate(values: Record<string, number>): void {
@@ -372,6 +322,7 @@ function validate(values: Record<string, number>): void {
   if (clientsPerNode < 1) fail(`clientsPerNode must be positive (got ${clientsPerNode})`);
   if (soakSeconds < 30 || soakSeconds > 1800) fail(`soakSeconds must be 30..1800 (got ${soakSeconds})`);
   if (drainSeconds < 0 || drainSeconds > 3000) fail(`drainSeconds must be 0..3000 (got ${drainSeconds})`);
-  if (warmPoolSize < 0 || warmPoolSize > ceiling)
-    fail(`warmPoolSize must be 0..ceiling (got ${warmPoolSize})`);
+  // Warm instances go in service only by scale-out: the pool never needs more than the headroom.
+  if (warmPoolSize < 0 || warmPoolSize > ceiling - floor)
+    fail(`warmPoolSize must be 0..ceiling - floor (${ceiling - floor}) (got ${warmPoolSize})`);
 }

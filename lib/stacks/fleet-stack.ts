@@ -4,11 +4,12 @@ import type { FleetPlacement, TierConfig } from '../config';
 import { AccessLogBucket } from '../constructs/access-logs';
 import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
-import { SupernodeFleet } from '../constructs/supernode-fleet';
+import type { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
-import { acknowledgeFleetFindings, acknowledgeStackFindings } from './nag';
+import { acknowledgeStackFindings } from './nag';
 import { publicationBucketName } from './naming';
 import { fleetOutputs } from './outputs';
+import { tierFleet } from './wiring';
 
 export interface FleetStackProps extends StackProps {
   readonly config: TierConfig;
@@ -24,18 +25,16 @@ export class SupernodeFleetStack extends Stack {
     super(scope, id, props);
     const { config, placement } = props;
     const bundle = new RuntimeBundle(this, 'Runtime');
-    const network = new TierNetwork(this, 'Network', { natGateways: config.natGateways });
+    const network = new TierNetwork(this, 'Network', {
+      natGateways: config.natGateways,
+      interfaceEndpoints: config.interfaceEndpoints,
+    });
     const logs = new AccessLogBucket(this, 'AccessLogs');
-    this.fleet = new SupernodeFleet(this, 'Fleet', {
+    // Created after the home stack (lib/app.ts), whose auth group has published the keys by then.
+    this.fleet = tierFleet(this, config, placement, {
       vpc: network.vpc,
       bundle,
       publicKeys: { bucketName: publicationBucketName(this, config.homeRegion), region: config.homeRegion },
-      instanceType: config.instanceType,
-      floor: placement.floor,
-      ceiling: placement.ceiling,
-      clientsPerNode: config.clientsPerNode,
-      soakSeconds: config.soakSeconds,
-      certificateArn: placement.certificateArn,
       accessLogs: logs.bucket,
     });
     this.observability = new Observability(this, 'Observability', {
@@ -43,7 +42,6 @@ export class SupernodeFleetStack extends Stack {
       dashboard: false,
       alarmEmail: config.alarmEmail,
     });
-    acknowledgeFleetFindings(this.fleet);
     acknowledgeStackFindings(this, logs);
 
     fleetOutputs(this, this.fleet);

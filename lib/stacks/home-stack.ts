@@ -6,16 +6,12 @@ import { AuthData } from '../constructs/auth-data';
 import { AuthService } from '../constructs/auth-service';
 import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
-import { SupernodeFleet } from '../constructs/supernode-fleet';
+import type { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
-import {
-  acknowledgeAuthDataFindings,
-  acknowledgeAuthFindings,
-  acknowledgeFleetFindings,
-  acknowledgeStackFindings,
-} from './nag';
+import { acknowledgeAuthDataFindings, acknowledgeAuthFindings, acknowledgeStackFindings } from './nag';
 import { publicationBucketName } from './naming';
 import { fleetOutputs } from './outputs';
+import { publicName, tierFleet } from './wiring';
 
 export interface HomeStackProps extends StackProps {
   readonly config: TierConfig;
@@ -47,7 +43,10 @@ export class SupernodeHomeStack extends Stack {
     super(scope, id, props);
     const { config } = props;
     const bundle = new RuntimeBundle(this, 'Runtime');
-    const network = new TierNetwork(this, 'Network', { natGateways: config.natGateways });
+    const network = new TierNetwork(this, 'Network', {
+      natGateways: config.natGateways,
+      interfaceEndpoints: config.interfaceEndpoints,
+    });
     // ELB log delivery needs a concrete region (its log-writer account differs per region).
     const logs = Token.isUnresolved(this.region) ? undefined : new AccessLogBucket(this, 'AccessLogs');
     const homeRegion = config.homeRegion;
@@ -57,6 +56,7 @@ export class SupernodeHomeStack extends Stack {
       accessLogs: logs?.bucket,
     });
     pinAuthDataLogicalIds(this.authData);
+    const authName = publicName(this, 'AuthName', config, 'auth', config.authCertificateArn);
     this.auth = new AuthService(this, 'Auth', {
       vpc: network.vpc,
       bundle,
@@ -66,25 +66,31 @@ export class SupernodeHomeStack extends Stack {
       instanceType: config.authInstanceType,
       floor: config.authFloor,
       ceiling: config.authCeiling,
-      certificateArn: config.authCertificateArn,
+      certificateArn: authName?.certificateArn ?? config.authCertificateArn,
+      hostName: authName?.hostName,
       accessLogs: logs?.bucket,
     });
+    authName?.pointAt(this.auth.loadBalancer);
+    // Deleting the stack empties the bucket only once the auth instances (its writers) are gone.
+    if (this.authData.publicationBucketEmptier) {
+      (this.auth.group.node.defaultChild as CfnResource).addResourceDependency(
+        this.authData.publicationBucketEmptier,
+      );
+    }
 
     const homeFleet: FleetPlacement | undefined = config.fleets.find((fleet) => fleet.region === homeRegion);
     if (homeFleet) {
-      this.fleet = new SupernodeFleet(this, 'Fleet', {
+      this.fleet = tierFleet(this, config, homeFleet, {
         vpc: network.vpc,
         bundle,
         publicKeys: { bucketName: this.authData.publicationBucket.bucketName },
-        instanceType: config.instanceType,
-        floor: homeFleet.floor,
-        ceiling: homeFleet.ceiling,
-        clientsPerNode: config.clientsPerNode,
-        soakSeconds: config.soakSeconds,
-        certificateArn: homeFleet.certificateArn,
         accessLogs: logs?.bucket,
       });
-      acknowledgeFleetFindings(this.fleet);
+      // A node is ready only once it has the public keys: its group is created after the auth group,
+      // whose instances signal only once jwks.json is published.
+      (this.fleet.group.node.defaultChild as CfnResource).addResourceDependency(
+        this.auth.group.node.defaultChild as CfnResource,
+      );
     }
 
     this.observability = new Observability(this, 'Observability', {
@@ -99,12 +105,13 @@ export class SupernodeHomeStack extends Stack {
     acknowledgeAuthFindings(this.auth);
     acknowledgeStackFindings(this, logs);
 
-    const authUrl = config.domainName ? `https://auth.${config.domainName}` : this.auth.url;
+    const authUrl = config.domainName && !authName ? `https://auth.${config.domainName}` : this.auth.url;
     new CfnOutput(this, 'AuthUrl', {
       value: this.auth.url,
-      description: config.domainName
-        ? `Auth API load balancer; point auth.${config.domainName} (CNAME) at it`
-        : 'Auth API base URL (sign-up, login, refresh, JWKS)',
+      description:
+        config.domainName && !authName
+          ? `Auth API load balancer; point auth.${config.domainName} (CNAME) at it`
+          : 'Auth API base URL (sign-up, login, refresh, JWKS)',
     });
     if (this.fleet) {
       fleetOutputs(this, this.fleet);

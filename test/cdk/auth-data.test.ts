@@ -1,5 +1,5 @@
 import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AuthData, type AuthDataProps } from '../../lib/constructs/auth-data';
 import { cdkJsonContext, synthTier } from './tier';
 
@@ -26,16 +26,66 @@ describe.each([
   });
 
   test('no auth state under an ID derived from the new construct path (a pin that did not take)', () => {
-    expect(Object.keys(resources).filter((id) => id.startsWith('AuthData'))).toEqual([]);
+    const stateTypes = new Set<string>(DEPLOYED_AUTH_STATE.map(([, type]) => type));
+    const unpinned = Object.entries(resources).filter(
+      ([id, resource]) => id.startsWith('AuthData') && stateTypes.has(resource.Type),
+    );
+    expect(unpinned).toEqual([]);
+    // What AuthData adds besides its state is the bucket's emptier (stateless, new in issue 12).
+    expect(
+      Object.entries(resources)
+        .filter(([id]) => id.startsWith('AuthData'))
+        .map(([, resource]) => resource.Type),
+    ).toEqual(['Custom::S3AutoDeleteObjects']);
   });
 
-  test('removal policies as before the split: table kept, secret and bucket deleted', () => {
-    expect(resources.AuthTable60C69E80).toMatchObject({
-      DeletionPolicy: 'Retain',
-      UpdateReplacePolicy: 'Retain',
+  test('removal policies match the data: table and key ring kept, the derived bucket deleted', () => {
+    // Losing the key ring signs every user out: it stays, like the accounts.
+    for (const id of ['AuthTable60C69E80', 'AuthKeyRingSecretF4D43613'])
+      expect(resources[id]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    expect(resources.AuthPublicationBucketFAC615A6).toMatchObject({
+      DeletionPolicy: 'Delete',
+      UpdateReplacePolicy: 'Delete',
     });
-    for (const id of ['AuthKeyRingSecretF4D43613', 'AuthPublicationBucketFAC615A6'])
-      expect(resources[id]).toMatchObject({ DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+  });
+
+  test('the versioned publication bucket is emptied (all versions) before it is deleted, after its writers', () => {
+    const template = synthTier(overrides).homeTemplate;
+    const emptiers = Object.entries(template.findResources('Custom::S3AutoDeleteObjects'));
+    expect(emptiers.map(([, r]) => r.Properties.BucketName)).toEqual([
+      { Ref: 'AuthPublicationBucketFAC615A6' },
+    ]);
+    const [emptierId] = emptiers[0];
+    // The auth instances write jwks.json: their group goes first, so nothing lands after the emptying.
+    const [auth] = Object.entries(template.findResources('AWS::AutoScaling::AutoScalingGroup')).filter(
+      ([id]) => id.startsWith('AuthGroup'),
+    );
+    expect(auth[1].DependsOn).toContain(emptierId);
+  });
+});
+
+test('docs/deploy.md teardown: no `aws s3 rm --recursive` for the versioned bucket (it leaves the versions)', () => {
+  const doc = require('node:fs').readFileSync(`${__dirname}/../../docs/deploy.md`, 'utf8') as string;
+  const teardown = doc.slice(
+    doc.indexOf('## Teardown'),
+    doc.indexOf('\n## ', doc.indexOf('## Teardown') + 1),
+  );
+  expect(teardown).not.toMatch(/s3 rm s3:\/\/supernode-public/);
+  expect(teardown).toMatch(/version/i);
+});
+
+test('fleets read the derived bucket name only from a bucket of their own account', () => {
+  const { fleetTemplates } = synthTier({ fleetRegions: ['us-east-1', 'eu-west-1'] });
+  fleetTemplates[0].hasResourceProperties('AWS::IAM::Policy', {
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Action: 's3:GetObject',
+          Resource: Match.arrayWith([Match.objectLike({ 'Fn::Join': Match.anyValue() })]),
+          Condition: { StringEquals: { 's3:ResourceAccount': { Ref: 'AWS::AccountId' } } },
+        }),
+      ]),
+    },
   });
 });
 
@@ -73,17 +123,26 @@ test('AuthData on its own: only the state, with the removal policies it is given
     template.resourceCountIs(type, 0);
 });
 
-test('AuthData defaults: table retained, secret and bucket destroyed', () => {
+test('AuthData defaults: table and key ring retained, bucket destroyed after emptying itself', () => {
   const template = dataStack(['Accounts', { publicationBucketName: 'example-auth-keys' }]);
   template.hasResource('AWS::DynamoDB::GlobalTable', {
     DeletionPolicy: 'Retain',
     UpdateReplacePolicy: 'Retain',
   });
   template.hasResource('AWS::SecretsManager::Secret', {
-    DeletionPolicy: 'Delete',
-    UpdateReplacePolicy: 'Delete',
+    DeletionPolicy: 'Retain',
+    UpdateReplacePolicy: 'Retain',
   });
   template.hasResource('AWS::S3::Bucket', { DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+  template.resourceCountIs('Custom::S3AutoDeleteObjects', 1);
+});
+
+test('a retained bucket is not emptied on deletion', () => {
+  const template = dataStack([
+    'Accounts',
+    { publicationBucketName: 'example-auth-keys', publicationBucketRemovalPolicy: RemovalPolicy.RETAIN },
+  ]);
+  template.resourceCountIs('Custom::S3AutoDeleteObjects', 0);
 });
 
 test('AuthData is reusable: two in one stack get distinct logical IDs (pins live in the home stack)', () => {

@@ -209,8 +209,8 @@ describe('props validation', () => {
   test.each([
     [{ floor: 0 }, /floor must be at least 1/],
     [{ floor: 3, ceiling: 3 }, /ceiling \(3\) must be greater than floor \(3\)/],
-    [{ requestsPerIpPer5Minutes: 5 }, /requestsPerIpPer5Minutes must be 10\.\./],
-    [{ wafRetryAfterSeconds: 0 }, /wafRetryAfterSeconds must be 1\.\.3600/],
+    [{ requestsPerIpPer5Minutes: 5 }, /AuthWaf: requestsPerIpPer5Minutes must be 10\.\./],
+    [{ wafRetryAfterSeconds: 0 }, /AuthWaf: retryAfterSeconds must be 1\.\.3600/],
   ])('%j is refused', (props, message) => {
     expect(() => authIn(props)).toThrow(message);
   });

@@ -1,5 +1,6 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { DEFAULTS } from '../../lib/config';
 import { RuntimeBundle } from '../../lib/constructs/runtime';
 import { SupernodeFleet } from '../../lib/constructs/supernode-fleet';
 import { TierNetwork } from '../../lib/constructs/tier-network';
@@ -22,7 +23,7 @@ function fleetUserData(t: Template): string {
     .join('');
 }
 
-test('the group keeps the floor: min 3, never below it during a rolling update', () => {
+test('the group keeps the floor: min 3, never below it during a release (launch before terminate)', () => {
   template.hasResource('AWS::AutoScaling::AutoScalingGroup', {
     Properties: Match.objectLike({
       MinSize: '3',
@@ -31,12 +32,10 @@ test('the group keeps the floor: min 3, never below it during a rolling update',
       HealthCheckGracePeriod: 600,
     }),
     UpdatePolicy: {
-      AutoScalingRollingUpdate: Match.objectLike({
-        MaxBatchSize: 1,
-        MinInstancesInService: 3,
-        WaitOnResourceSignals: true,
-        PauseTime: 'PT20M',
-      }),
+      AutoScalingInstanceRefresh: {
+        Strategy: 'Rolling',
+        Preferences: Match.objectLike({ MinHealthyPercentage: 100, MaxHealthyPercentage: 110 }),
+      },
       AutoScalingScheduledAction: Match.anyValue(),
     },
     CreationPolicy: { ResourceSignal: { Count: 3, Timeout: 'PT20M' } },
@@ -77,10 +76,8 @@ test('user data installs a systemd service, soaks it, and signals only after the
   // The base URL lookups hand out: the SDK adds /v1/session; plain ws must name port 443.
   expect(script).toContain('SUPERNODE_PUBLIC_URL=ws://<ref>:443\n');
   expect(script).toContain('SUPERNODE_MESH_SECRET_FILE=/etc/supernode/mesh-secret');
-  expect(script).toContain("trap 'signal 1' ERR");
-  const soak = script.indexOf(
-    'soak --url http://127.0.0.1:7001/readyz --soak-sec 300; then signal 0; else signal 1; fi',
-  );
+  expect(script).toContain(`trap 'fail "command failed on line $LINENO"' ERR`);
+  const soak = script.indexOf('soak --url http://127.0.0.1:7001/readyz --soak-sec 300 && gate; then');
   expect(soak).toBeGreaterThan(script.indexOf('systemctl start supernode'));
   // Success is signalled in one place only: after the soak.
   expect(script.match(/signal 0/g)).toHaveLength(1);
@@ -234,23 +231,43 @@ test('a certificate turns the session listener into TLS and the URL into wss', (
   });
 });
 
+/** SupernodeFleet alone in a stack, with only the props it requires plus `props`. */
+function fleetAlone(props: Record<string, unknown> = {}): Stack {
+  const app = new App({ context: cdkJsonContext });
+  const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
+  const { vpc } = new TierNetwork(stack, 'Net');
+  new SupernodeFleet(stack, 'Fleet', {
+    vpc,
+    bundle: new RuntimeBundle(stack, 'Runtime'),
+    publicKeys: { bucketName: 'b' },
+    ...props,
+  });
+  return stack;
+}
+
+test('a fleet built without props is what an empty context builds: one source of defaults', () => {
+  const alone = Template.fromStack(fleetAlone());
+  alone.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+    MinSize: String(DEFAULTS.floor),
+    MaxSize: String(DEFAULTS.ceiling),
+  });
+  alone.hasResourceProperties('AWS::AutoScaling::WarmPool', { MinSize: DEFAULTS.warmPoolSize });
+  alone.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+    LaunchTemplateData: Match.objectLike({ InstanceType: DEFAULTS.instanceType }),
+  });
+  alone.hasResourceProperties('AWS::AutoScaling::ScalingPolicy', {
+    TargetTrackingConfiguration: Match.objectLike({ TargetValue: DEFAULTS.clientsPerNode }),
+  });
+  expect(fleetUserData(alone)).toContain(`--soak-sec ${DEFAULTS.soakSeconds} `);
+});
+
 describe('props validation', () => {
-  const fleetIn = (props: Record<string, unknown>) => {
-    const app = new App({ context: cdkJsonContext });
-    const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
-    const { vpc } = new TierNetwork(stack, 'Net');
-    new SupernodeFleet(stack, 'Fleet', {
-      vpc,
-      bundle: new RuntimeBundle(stack, 'Runtime'),
-      publicKeys: { bucketName: 'b' },
-      ...props,
-    });
-  };
+  const fleetIn = (props: Record<string, unknown>) => fleetAlone(props);
   test.each([
     [{ floor: 2 }, /floor must be at least 3/],
     [{ floor: 5, ceiling: 5 }, /ceiling \(5\) must be greater than floor \(5\)/],
     [{ soakSeconds: 5 }, /soakSeconds must be 30\.\.1800/],
-    [{ warmPoolSize: 99 }, /warmPoolSize must be 0\.\.ceiling/],
+    [{ warmPoolSize: 99 }, /warmPoolSize must be 0\.\.ceiling - floor \(9\)/],
     [{ floor: 3.5 }, /floor must be an integer/],
   ])('%j is refused', (props, message) => {
     expect(() => fleetIn(props)).toThrow(message);

@@ -20,6 +20,17 @@ test.each([
     },
   ],
   ['region-agnostic', { homeRegion: '', fleetRegions: '' }],
+  [
+    'production with a hosted zone and interface endpoints',
+    {
+      stage: 'production',
+      fleetRegions: ['us-east-1', 'eu-west-1'],
+      domainName: 'example.com',
+      hostedZoneId: 'Z0123456789ABCDEFGHIJ',
+      interfaceEndpoints: true,
+    },
+  ],
+  ['no warm pool', { warmPoolSize: 0 }],
 ])('cdk-nag AwsSolutions reports nothing unacknowledged: %s', (_name, overrides) => {
   const { app } = buildTierApp({ context: { ...cdkJsonContext, ...overrides }, nag: true });
   expect(() => app.synth()).not.toThrow();

@@ -28,7 +28,7 @@ function alarm(t: Template, name: string): Record<string, unknown> {
 
 test('every alarm notifies the SNS topic, on alarm and on recovery', () => {
   const alarms = Object.values(resourcesOf(template, 'AWS::CloudWatch::Alarm')).map((r) => r.Properties);
-  expect(alarms.length).toBe(5);
+  expect(alarms.length).toBe(6);
   for (const properties of alarms) {
     expect(properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^ObservabilityAlarmTopic/) }]);
     expect(properties.OKActions).toEqual(properties.AlarmActions);
@@ -113,6 +113,7 @@ test('a fleet stack in another region has its own alarms and topic, and no dashb
   expect(
     Object.keys(resourcesOf(fleet, 'AWS::CloudWatch::Alarm')).map((id) => id.replace(/[0-9A-F]{8}$/, '')),
   ).toEqual([
+    'FleetGroupReleaseGate',
     'ObservabilityFleetHealthyNodesBelowFloor',
     'ObservabilityFleetNodeCpuHigh',
     'ObservabilityFleetConnectionsPerNodeHigh',
