@@ -1,5 +1,4 @@
 import { encodeRelayFrame, FRAME_DELIVER } from '../../protocol/frames';
-import { batchWrites } from '../../shared/write-batch';
 import type { NodeStats } from '../metrics';
 import type { PresenceRegistry } from '../presence';
 import type { Session } from './session';
@@ -29,7 +28,9 @@ export class LocalDelivery {
         this.markCongested(target);
         continue;
       }
-      batchWrites(target.socket);
+      // Not batched (unlike control messages and mesh frames): a corked frame sits in user space until
+      // the flush, so a reader that stopped would look busy early and then free again, and the bound on
+      // what is queued for it would no longer be its send buffer.
       target.socket.send(frame);
       delivered++;
     }
