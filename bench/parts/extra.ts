@@ -29,8 +29,9 @@ export async function runLoginPart(quick: boolean): Promise<PartResult> {
         measured: `${guarded.shedP99Ms.toFixed(1)} ms / ${guarded.admittedP99Ms.toFixed(0)} ms`,
         baseline: `naive ${naive.timeouts} timeouts`,
         ratio: `RSS ${guarded.peakRssMiB.toFixed(0)} MiB`,
-        target: 'shed p99 <=10 ms',
-        verdict: guarded.shedP99Ms <= 10 ? 'meets' : 'misses',
+        // Issue 13's floor (the design brief said 10 ms).
+        target: 'shed p99 <=2 ms',
+        verdict: guarded.shedP99Ms <= 2 ? 'meets' : 'misses',
       },
     ];
   });
