@@ -1,10 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
- * STUN (RFC 8489) wire format for the Binding method only: pure functions, no I/O.
+ * STUN (RFC 8489) wire format: pure functions, no I/O. The one message codec of the project: the
+ * Binding server uses the Binding functions below, TURN (supernode/turn/) the generic message layer
+ * (parseStunMessage, encodeStunMessage, integrity, XOR addresses) on the same framing code.
  *
- * We never authenticate: MESSAGE-INTEGRITY(-SHA256) is accepted and ignored because a Binding response
- * reveals nothing but the sender's own transport address, so there is nothing to protect.
+ * The Binding server never authenticates: MESSAGE-INTEGRITY(-SHA256) is accepted and ignored because a
+ * Binding response reveals nothing but the sender's own transport address, so there is nothing to protect.
  */
 
 export const STUN_HEADER_BYTES = 20;
@@ -39,7 +41,7 @@ export const StunAttribute = {
  * defines (§14). Understanding them means ignoring them, which is right for an unauthenticated Binding
  * server. Anything else in that range (e.g. RFC 5780 CHANGE-REQUEST, ICE PRIORITY) gets a 420.
  */
-const KNOWN_REQUIRED_ATTRIBUTES: ReadonlySet<number> = new Set([
+export const KNOWN_REQUIRED_ATTRIBUTES: ReadonlySet<number> = new Set([
   StunAttribute.MappedAddress,
   StunAttribute.Username,
   StunAttribute.MessageIntegrity,
@@ -136,6 +138,60 @@ function fingerprintValid(buf: Buffer, offset: number, length: number): boolean 
   return (crc32(buf, 0, offset) ^ FINGERPRINT_XOR) >>> 0 === buf.readUInt32BE(offset + 4);
 }
 
+/** Where the attributes of a framed message are, as `scanAttributes` found them. */
+export interface StunAttributeScan {
+  /** Attributes before MESSAGE-INTEGRITY(-SHA256), in order, duplicates included. */
+  attributes: StunAttributeView[];
+  /** Distinct unknown comprehension-required attribute types before any integrity attribute, in order. */
+  unknownRequired: number[];
+  /** Offset of the first MESSAGE-INTEGRITY attribute, or -1. */
+  integrityAt: number;
+  /** Offset of the first MESSAGE-INTEGRITY-SHA256 attribute, or -1. */
+  integritySha256At: number;
+  fingerprint: boolean;
+}
+
+/** One attribute of a message: its type and where its value is (`buf.subarray(offset, offset + length)`). */
+export interface StunAttributeView {
+  type: number;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Walks the attributes of a framed message. Attributes after MESSAGE-INTEGRITY(-SHA256) other than
+ * FINGERPRINT (and MESSAGE-INTEGRITY-SHA256 after MESSAGE-INTEGRITY) are ignored (RFC 8489 §9, §14.6),
+ * so they never count as unknown; an overrun anywhere is still malformed.
+ */
+function scanAttributes(buf: Buffer, known: ReadonlySet<number>): StunAttributeScan | StunDropReason {
+  const attributes: StunAttributeView[] = [];
+  const unknownRequired: number[] = [];
+  let integrityAt = -1;
+  let integritySha256At = -1;
+  let fingerprint = false;
+  // Framing guarantees buf.length - offset is a multiple of 4, so a 4-byte attribute header always fits.
+  for (let offset = STUN_HEADER_BYTES; offset < buf.length; ) {
+    const type = buf.readUInt16BE(offset);
+    const length = buf.readUInt16BE(offset + 2);
+    const next = offset + 4 + padded(length);
+    if (next > buf.length) return 'bad_attribute';
+    const afterIntegrity = integrityAt !== -1 || integritySha256At !== -1;
+    if (type === StunAttribute.Fingerprint) {
+      if (!fingerprintValid(buf, offset, length)) return 'bad_fingerprint';
+      fingerprint = true;
+    } else if (type === StunAttribute.MessageIntegrity) {
+      if (!afterIntegrity) integrityAt = offset;
+    } else if (type === StunAttribute.MessageIntegritySha256) {
+      if (integritySha256At === -1) integritySha256At = offset;
+    } else if (!afterIntegrity) {
+      attributes.push({ type, offset: offset + 4, length });
+      if (type < 0x8000 && !known.has(type) && !unknownRequired.includes(type)) unknownRequired.push(type);
+    }
+    offset = next;
+  }
+  return { attributes, unknownRequired, integrityAt, integritySha256At, fingerprint };
+}
+
 /**
  * Validates a datagram as a Binding request. Attributes after MESSAGE-INTEGRITY(-SHA256) other than
  * FINGERPRINT are ignored (RFC 8489 §9), so they never count as unknown.
@@ -145,30 +201,13 @@ export function parseStunRequest(buf: Buffer): StunRequest | StunDrop {
   const framing = checkFraming(buf);
   if (framing !== null) return DROPS[framing];
   if (buf.readUInt16BE(0) !== StunMessageType.BindingRequest) return DROPS.not_binding_request;
-
-  const unknownRequired: number[] = [];
-  let afterIntegrity = false;
-  // Framing guarantees buf.length - offset is a multiple of 4, so a 4-byte attribute header always fits.
-  for (let offset = STUN_HEADER_BYTES; offset < buf.length; ) {
-    const type = buf.readUInt16BE(offset);
-    const length = buf.readUInt16BE(offset + 2);
-    const next = offset + 4 + padded(length);
-    if (next > buf.length) return DROPS.bad_attribute;
-    if (type === StunAttribute.Fingerprint) {
-      if (!fingerprintValid(buf, offset, length)) return DROPS.bad_fingerprint;
-    } else if (type === StunAttribute.MessageIntegrity || type === StunAttribute.MessageIntegritySha256) {
-      afterIntegrity = true;
-    } else if (
-      !afterIntegrity &&
-      type < 0x8000 &&
-      !KNOWN_REQUIRED_ATTRIBUTES.has(type) &&
-      !unknownRequired.includes(type)
-    ) {
-      unknownRequired.push(type);
-    }
-    offset = next;
-  }
-  return { ok: true, transactionId: buf.subarray(8, STUN_HEADER_BYTES), unknownRequired };
+  const scan = scanAttributes(buf, KNOWN_REQUIRED_ATTRIBUTES);
+  if (typeof scan === 'string') return DROPS[scan];
+  return {
+    ok: true,
+    transactionId: buf.subarray(8, STUN_HEADER_BYTES),
+    unknownRequired: scan.unknownRequired,
+  };
 }
 
 function checkTransactionId(transactionId: Buffer): void {
@@ -224,6 +263,43 @@ export function encodeBindingRequest(
 const addressScratch = Buffer.alloc(16);
 
 /**
+ * Parses `address` into `addressScratch` and returns its length there (4 or 16), throwing a RangeError
+ * for anything else. An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) comes out
+ * as IPv4, because that is the address the peer actually has.
+ */
+function addressToScratch(address: string, family: StunFamily): 4 | 16 {
+  if (family === 'IPv4') {
+    if (!parseIpv4(address, addressScratch, 0)) throw new RangeError(`invalid IPv4 address ${address}`);
+    return 4;
+  }
+  if (!parseIpv6(address, addressScratch)) throw new RangeError(`invalid IPv6 address ${address}`);
+  if (!isIpv4Mapped(addressScratch)) return 16;
+  addressScratch.copy(addressScratch, 0, 12, 16);
+  return 4;
+}
+
+function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`invalid port ${port}`);
+}
+
+/**
+ * Writes an XOR-*-ADDRESS value (RFC 8489 §14.2) for the address in `addressScratch` at `out[offset]`:
+ * XOR with the cookie, and for IPv6 also the transaction id, both taken from `header` bytes 4..19.
+ */
+function writeXorAddressValue(
+  out: Buffer,
+  offset: number,
+  addressBytes: 4 | 16,
+  port: number,
+  header: Buffer,
+): void {
+  out[offset] = 0;
+  out[offset + 1] = addressBytes === 4 ? FAMILY_IPV4 : FAMILY_IPV6;
+  out.writeUInt16BE(port ^ (STUN_MAGIC_COOKIE >>> 16), offset + 2);
+  for (let i = 0; i < addressBytes; i++) out[offset + 4 + i] = addressScratch[i] ^ header[4 + i];
+}
+
+/**
  * Binding success response: XOR-MAPPED-ADDRESS, optional SOFTWARE, FINGERPRINT last.
  * An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) is reported as IPv4,
  * because that is the address the peer actually has.
@@ -236,18 +312,8 @@ export function encodeBindingSuccess(
   software?: string,
 ): Buffer {
   checkTransactionId(transactionId);
-  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`invalid port ${port}`);
-  let ipv4 = family === 'IPv4';
-  if (ipv4) {
-    if (!parseIpv4(address, addressScratch, 0)) throw new RangeError(`invalid IPv4 address ${address}`);
-  } else {
-    if (!parseIpv6(address, addressScratch)) throw new RangeError(`invalid IPv6 address ${address}`);
-    if (isIpv4Mapped(addressScratch)) {
-      addressScratch.copy(addressScratch, 0, 12, 16);
-      ipv4 = true;
-    }
-  }
-  const addressBytes = ipv4 ? 4 : 16;
+  checkPort(port);
+  const addressBytes = addressToScratch(address, family);
   const softwareLength = softwareBytes(software);
   const out = Buffer.alloc(
     STUN_HEADER_BYTES + 8 + addressBytes + (softwareLength > 0 ? 4 + padded(softwareLength) : 0) + 8,
@@ -257,10 +323,7 @@ export function encodeBindingSuccess(
   let offset = STUN_HEADER_BYTES;
   out.writeUInt16BE(StunAttribute.XorMappedAddress, offset);
   out.writeUInt16BE(4 + addressBytes, offset + 2);
-  out[offset + 5] = ipv4 ? FAMILY_IPV4 : FAMILY_IPV6;
-  out.writeUInt16BE(port ^ (STUN_MAGIC_COOKIE >>> 16), offset + 6);
-  // RFC 8489 §14.2: XOR with the cookie, and for IPv6 also the transaction id (bytes 4..19 of the header).
-  for (let i = 0; i < addressBytes; i++) out[offset + 8 + i] = addressScratch[i] ^ out[4 + i];
+  writeXorAddressValue(out, offset + 4, addressBytes, port, out);
   offset += 8 + addressBytes;
 
   if (software && softwareLength > 0) writeSoftware(out, offset, software, softwareLength);
@@ -321,31 +384,233 @@ export function parseBindingResponse(buf: Buffer, expectedTransactionId: Buffer)
   if (checkFraming(buf) !== null) return null;
   if (buf.readUInt16BE(0) !== StunMessageType.BindingSuccess) return null;
   if (!buf.subarray(8, STUN_HEADER_BYTES).equals(expectedTransactionId)) return null;
+  const scan = scanAttributes(buf, KNOWN_REQUIRED_ATTRIBUTES);
+  if (typeof scan === 'string' || scan.unknownRequired.length > 0) return null;
 
   let xorMapped: StunMappedAddress | null = null;
   let mapped: StunMappedAddress | null = null;
-  let afterIntegrity = false;
-  for (let offset = STUN_HEADER_BYTES; offset < buf.length; ) {
-    const type = buf.readUInt16BE(offset);
-    const length = buf.readUInt16BE(offset + 2);
-    const next = offset + 4 + padded(length);
-    if (next > buf.length) return null;
-    if (type === StunAttribute.Fingerprint) {
-      if (!fingerprintValid(buf, offset, length)) return null;
-    } else if (afterIntegrity) {
-      // Ignored, as RFC 8489 §9 requires.
-    } else if (type === StunAttribute.MessageIntegrity || type === StunAttribute.MessageIntegritySha256) {
-      afterIntegrity = true;
-    } else if (type === StunAttribute.XorMappedAddress) {
-      xorMapped ??= decodeAddress(buf, offset + 4, length, true);
-    } else if (type === StunAttribute.MappedAddress) {
-      mapped ??= decodeAddress(buf, offset + 4, length, false);
-    } else if (type < 0x8000 && !KNOWN_REQUIRED_ATTRIBUTES.has(type)) {
-      return null;
-    }
-    offset = next;
+  for (const { type, offset, length } of scan.attributes) {
+    if (type === StunAttribute.XorMappedAddress) xorMapped ??= decodeAddress(buf, offset, length, true);
+    else if (type === StunAttribute.MappedAddress) mapped ??= decodeAddress(buf, offset, length, false);
   }
   return xorMapped ?? mapped;
+}
+
+/** STUN message classes (RFC 8489 §5): the C1 and C0 bits of the message type. */
+export const StunClass = { Request: 0, Indication: 1, Success: 2, Error: 3 } as const;
+export type StunClassValue = (typeof StunClass)[keyof typeof StunClass];
+
+/** The message type for a method and class: the 12 method bits with C1 at bit 8 and C0 at bit 4. */
+export function stunMessageType(method: number, cls: StunClassValue): number {
+  return (
+    ((method & 0xf80) << 2) | ((method & 0x70) << 1) | (method & 0xf) | ((cls & 2) << 7) | ((cls & 1) << 4)
+  );
+}
+
+export function stunMethodOf(type: number): number {
+  return ((type & 0x3e00) >> 2) | ((type & 0xe0) >> 1) | (type & 0xf);
+}
+
+export function stunClassOf(type: number): StunClassValue {
+  return (((type >> 7) & 2) | ((type >> 4) & 1)) as StunClassValue;
+}
+
+/** A well-framed message of any method and class. Views point into `buf`, which is not copied. */
+export interface StunMessage extends StunAttributeScan {
+  ok: true;
+  buf: Buffer;
+  type: number;
+  method: number;
+  cls: StunClassValue;
+  transactionId: Buffer;
+}
+
+/**
+ * Validates framing, attribute bounds and FINGERPRINT of any STUN message up to `maxBytes`, and lists
+ * its attributes; `known` are the comprehension-required types the caller understands. The drop reasons
+ * are the Binding parser's, without `not_binding_request`.
+ */
+export function parseStunMessage(
+  buf: Buffer,
+  known: ReadonlySet<number>,
+  maxBytes: number,
+): StunMessage | StunDrop {
+  if (buf.length > maxBytes) return DROPS.too_large;
+  const framing = checkFraming(buf);
+  if (framing !== null) return DROPS[framing];
+  const scan = scanAttributes(buf, known);
+  if (typeof scan === 'string') return DROPS[scan];
+  const type = buf.readUInt16BE(0);
+  return {
+    ok: true,
+    buf,
+    type,
+    method: stunMethodOf(type),
+    cls: stunClassOf(type),
+    transactionId: buf.subarray(8, STUN_HEADER_BYTES),
+    ...scan,
+  };
+}
+
+/** The first attribute of `type` (RFC 8489 §14: later duplicates are ignored), or undefined. */
+export function findAttribute(message: StunMessage, type: number): StunAttributeView | undefined {
+  for (const attribute of message.attributes) if (attribute.type === type) return attribute;
+  return undefined;
+}
+
+export function attributeValue(message: StunMessage, view: StunAttributeView): Buffer {
+  return message.buf.subarray(view.offset, view.offset + view.length);
+}
+
+/** An XOR-*-ADDRESS attribute's address, or null when its family or length is wrong. */
+export function decodeXorAddress(message: StunMessage, view: StunAttributeView): StunMappedAddress | null {
+  return decodeAddress(message.buf, view.offset, view.length, true);
+}
+
+/** The value of an XOR-*-ADDRESS attribute (8 or 20 bytes) for a message with `transactionId`. */
+export function encodeXorAddress(address: string, port: number, transactionId: Buffer): Buffer {
+  checkTransactionId(transactionId);
+  checkPort(port);
+  const addressBytes = addressToScratch(address, address.includes(':') ? 'IPv6' : 'IPv4');
+  const header = Buffer.alloc(STUN_HEADER_BYTES);
+  header.writeUInt32BE(STUN_MAGIC_COOKIE, 4);
+  transactionId.copy(header, 8);
+  const value = Buffer.alloc(4 + addressBytes);
+  writeXorAddressValue(value, 0, addressBytes, port, header);
+  return value;
+}
+
+/** ERROR-CODE value (RFC 8489 §14.8): class and number, then the reason phrase. */
+export function encodeErrorCode(code: number, reason: string): Buffer {
+  if (!Number.isInteger(code) || code < 300 || code > 699) throw new RangeError(`invalid error code ${code}`);
+  const value = Buffer.alloc(4 + Buffer.byteLength(reason));
+  value[2] = Math.floor(code / 100);
+  value[3] = code % 100;
+  value.write(reason, 4);
+  return value;
+}
+
+/** An ERROR-CODE attribute's code and reason, or null when malformed. */
+export function decodeErrorCode(
+  message: StunMessage,
+  view: StunAttributeView,
+): { code: number; reason: string } | null {
+  if (view.length < 4) return null;
+  const { buf } = message;
+  const number = buf[view.offset + 3];
+  const code = (buf[view.offset + 2] & 0x07) * 100 + number;
+  if (number > 99 || code < 300 || code > 699) return null;
+  return { code, reason: attributeValue(message, view).subarray(4).toString('utf8') };
+}
+
+export type StunIntegrity = 'sha1' | 'sha256';
+const SHA1_BYTES = 20;
+const SHA256_BYTES = 32;
+
+/**
+ * HMAC over the message up to the integrity attribute at `at`, with the header's length field counting
+ * up to the end of that attribute (RFC 8489 §14.5, §14.6), without copying the message.
+ */
+function integrityHmac(
+  buf: Buffer,
+  at: number,
+  valueLength: number,
+  kind: StunIntegrity,
+  key: Buffer,
+): Buffer {
+  const header = Buffer.from(buf.subarray(0, STUN_HEADER_BYTES));
+  header.writeUInt16BE(at + 4 + valueLength - STUN_HEADER_BYTES, 2);
+  return createHmac(kind === 'sha1' ? 'sha1' : 'sha256', key)
+    .update(header)
+    .update(buf.subarray(STUN_HEADER_BYTES, at))
+    .digest();
+}
+
+/**
+ * Checks the message's integrity with `key`: MESSAGE-INTEGRITY-SHA256 when present (it may be truncated
+ * to 16..32 bytes in steps of 4), else MESSAGE-INTEGRITY. Returns the kind verified, or null.
+ */
+export function verifyIntegrity(message: StunMessage, key: Buffer): StunIntegrity | null {
+  const { buf } = message;
+  if (message.integritySha256At !== -1) {
+    const at = message.integritySha256At;
+    const length = buf.readUInt16BE(at + 2);
+    if (length < 16 || length > SHA256_BYTES || length % 4 !== 0) return null;
+    const mac = integrityHmac(buf, at, length, 'sha256', key).subarray(0, length);
+    return timingSafeEqual(mac, buf.subarray(at + 4, at + 4 + length)) ? 'sha256' : null;
+  }
+  if (message.integrityAt === -1) return null;
+  const at = message.integrityAt;
+  if (buf.readUInt16BE(at + 2) !== SHA1_BYTES) return null;
+  const mac = integrityHmac(buf, at, SHA1_BYTES, 'sha1', key);
+  return timingSafeEqual(mac, buf.subarray(at + 4, at + 4 + SHA1_BYTES)) ? 'sha1' : null;
+}
+
+export interface StunAttributeValue {
+  type: number;
+  value: Buffer;
+}
+
+export interface StunEncodeOptions {
+  /** Adds MESSAGE-INTEGRITY (or -SHA256, see `integrity`) computed with this key. */
+  key?: Buffer;
+  integrity?: StunIntegrity;
+  /** FINGERPRINT last; default true. */
+  fingerprint?: boolean;
+}
+
+/** Any STUN message: the attributes in order, then integrity and FINGERPRINT as asked. */
+export function encodeStunMessage(
+  type: number,
+  transactionId: Buffer,
+  attributes: readonly StunAttributeValue[],
+  options: StunEncodeOptions = {},
+): Buffer {
+  checkTransactionId(transactionId);
+  let length = STUN_HEADER_BYTES;
+  for (const { value } of attributes) {
+    if (value.length > 0xffff) throw new RangeError('STUN attribute value over 65535 bytes');
+    length += 4 + padded(value.length);
+  }
+  const integrityAt = length;
+  const macBytes = options.integrity === 'sha256' ? SHA256_BYTES : SHA1_BYTES;
+  if (options.key) length += 4 + macBytes;
+  const fingerprint = options.fingerprint ?? true;
+  if (fingerprint) length += 8;
+  if (length - STUN_HEADER_BYTES > 0xffff) throw new RangeError('STUN message over 65535 bytes');
+
+  const out = Buffer.alloc(length);
+  writeHeader(out, type, transactionId);
+  let offset = STUN_HEADER_BYTES;
+  for (const { type: attributeType, value } of attributes) {
+    out.writeUInt16BE(attributeType, offset);
+    out.writeUInt16BE(value.length, offset + 2);
+    value.copy(out, offset + 4);
+    offset += 4 + padded(value.length);
+  }
+  if (options.key) {
+    const kind = options.integrity ?? 'sha1';
+    out.writeUInt16BE(
+      kind === 'sha1' ? StunAttribute.MessageIntegrity : StunAttribute.MessageIntegritySha256,
+      offset,
+    );
+    out.writeUInt16BE(macBytes, offset + 2);
+    integrityHmac(out, integrityAt, macBytes, kind, options.key).copy(out, offset + 4);
+  }
+  if (fingerprint) writeFingerprint(out);
+  return out;
+}
+
+/** The 4 or 16 bytes of an IP address in text (strict: no leading zeros, zone ignored), or null. */
+export function ipAddressBytes(address: string): Buffer | null {
+  const out = Buffer.alloc(address.includes(':') ? 16 : 4);
+  const ok = out.length === 4 ? parseIpv4(address, out, 0) : parseIpv6(address, out);
+  return ok ? out : null;
+}
+
+/** Canonical text of 4 or 16 address bytes (dotted quad, or RFC 5952). */
+export function formatIpAddress(bytes: Buffer): string {
+  return bytes.length === 4 ? `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}` : formatIpv6(bytes);
 }
 
 function decodeAddress(

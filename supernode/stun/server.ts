@@ -8,6 +8,7 @@ import {
   STUN_MAX_SOFTWARE_BYTES,
   type StunDropReason,
 } from './codec';
+import { bindUdpSocket } from './udp';
 
 export type StunOutcome = 'answered' | 'error_response' | 'dropped';
 /** Codec reasons plus the ones only the server can see. */
@@ -68,31 +69,13 @@ export class StunServer {
     const { host, port } = this.options;
     const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
     this.socket = socket;
-    return new Promise((resolve, reject) => {
-      let listening = false;
-      socket.on('error', (err) => {
-        if (!listening) {
-          // Nothing else will ever use this socket; release it so the process can exit.
-          closeQuietly(socket);
-          reject(err);
-          return;
-        }
-        this.log?.warn({ err }, 'stun socket error');
-      });
-      socket.on('message', this.onMessage);
-      socket.once('listening', () => {
-        listening = true;
+    socket.on('message', this.onMessage);
+    return bindUdpSocket(socket, host, port, (err) => this.log?.warn({ err }, 'stun socket error')).then(
+      () => {
         const bound = socket.address();
-        resolve({ address: bound.address, port: bound.port });
-      });
-      try {
-        socket.bind({ address: host, port, exclusive: true });
-      } catch (err) {
-        // Invalid arguments throw synchronously instead of emitting 'error'.
-        closeQuietly(socket);
-        reject(err);
-      }
-    });
+        return { address: bound.address, port: bound.port };
+      },
+    );
   }
 
   /** Closes the socket. Safe to call more than once, and before or after start(). */
@@ -185,13 +168,5 @@ export class StunServer {
     } catch (err) {
       this.log?.warn({ err }, 'stun onOutcome callback failed');
     }
-  }
-}
-
-function closeQuietly(socket: dgram.Socket): void {
-  try {
-    socket.close();
-  } catch {
-    // Already closed.
   }
 }
