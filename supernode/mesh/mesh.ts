@@ -436,7 +436,10 @@ export class Mesh {
       online: true,
       node: merged[0].url,
       sessions: merged.reduce((n, r) => n + r.sessions, 0),
-      endpoints: uniqueEndpoints(merged.flatMap((r) => r.endpoints), MAX_ENDPOINTS),
+      endpoints: uniqueEndpoints(
+        merged.flatMap((r) => r.endpoints),
+        MAX_ENDPOINTS,
+      ),
     };
   }
 
