@@ -470,9 +470,9 @@ export class Mesh {
         owner === this.options.selfId
           ? [...(this.records.get(user)?.values() ?? [])]
           : await this.ask(owner, user);
-      if (!records) continue;
-      const remote = records.filter((r) => r.home !== this.options.selfId).sort((a, b) => b.v - a.v);
-      return remote[0] ? { home: remote[0].home } : undefined;
+      // No answer, or none from an owner still waiting for the record (a re-publish): ask the next.
+      const remote = (records ?? []).filter((r) => r.home !== this.options.selfId).sort((a, b) => b.v - a.v);
+      if (remote[0]) return { home: remote[0].home };
     }
     return undefined;
   }
