@@ -74,6 +74,8 @@ describe('Allocate', () => {
     expect(findAttribute(reply, StunAttribute.Nonce)?.length).toBe(32);
     expect(reply.fingerprint).toBe(true);
     expect(reply.integrityAt).toBe(-1);
+    // docs/turn.md#hostile-input: 88 bytes plus the realm padded to 4.
+    expect(reply.buf.length).toBe(88 + 12);
     expect(turn.server.stats.allocationsActive).toBe(0);
     expect(turn.server.stats.refusals[401]).toBe(1);
   });
