@@ -33,4 +33,20 @@ export class TokenBucket {
     }
     return Math.ceil(((1 - this.tokens) * 1000) / this.perSecond);
   }
+
+  /**
+   * Whether `n` tokens are there now (refilling first), without taking them: with `spend`, a caller
+   * that must take from several buckets at once (a TURN allocation's and its user's bytes) takes from
+   * none unless all have enough.
+   */
+  has(n: number, now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    this.last = now;
+    return this.tokens >= n;
+  }
+
+  /** Takes `n` tokens that `has` just found. */
+  spend(n: number): void {
+    this.tokens -= n;
+  }
 }

@@ -1,4 +1,5 @@
 import type dgram from 'node:dgram';
+import type { TokenBucket } from '../shared/token-bucket';
 
 /**
  * One allocation's state (RFC 8656 §2.2): the relayed socket, its permissions (by peer IP), its channel
@@ -18,35 +19,6 @@ export interface ClientLink {
    * `relayed`: a relayed packet rather than an answer (sent on the fast path, failures not seen).
    */
   send(parts: Buffer[], relayed: boolean): boolean;
-}
-
-/**
- * Bytes per second with a burst, refilled lazily. The shared TokenBucket takes one token per call;
- * relayed bandwidth is counted in bytes, so this takes `n`.
- */
-export class ByteBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly perSecond: number,
-    private readonly burst: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  /** Whether `n` bytes fit now (refilling first), without taking them. */
-  has(n: number, now: number): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
-    this.last = now;
-    return this.tokens >= n;
-  }
-
-  take(n: number): void {
-    this.tokens -= n;
-  }
 }
 
 export interface Channel {
@@ -77,7 +49,8 @@ export class Allocation {
     readonly relayPort: number,
     readonly family: 'IPv4' | 'IPv6',
     readonly transactionId: Buffer,
-    readonly bucket: ByteBucket | undefined,
+    /** Relayed bytes per second (a token per byte). */
+    readonly bucket: TokenBucket | undefined,
     lifetimeMs: number,
     now: number,
   ) {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
+import { TokenBucket } from '../shared/token-bucket';
 import {
   attributeValue,
   decodeXorAddress,
@@ -22,7 +23,7 @@ import {
   verifyIntegrity,
 } from '../stun/codec';
 import { bindUdpSocket, closeQuietly } from '../stun/udp';
-import { Allocation, ByteBucket, type ClientLink } from './allocation';
+import { Allocation, type ClientLink } from './allocation';
 import {
   CHANNEL_MAX,
   CHANNEL_MIN,
@@ -166,7 +167,7 @@ export class TurnServer {
   private readonly allocations = new Map<string, Allocation>();
   /** 5-tuples whose Allocate is binding its relay socket. */
   private readonly pending = new Set<string>();
-  private readonly users = new Map<string, { allocations: number; bucket: ByteBucket | undefined }>();
+  private readonly users = new Map<string, { allocations: number; bucket: TokenBucket | undefined }>();
   private readonly reservations = new Map<string, { relay: BoundRelay; expiresAt: number }>();
   private readonly links = new Set<StreamLink>();
   /** Data indication transaction ids: a random prefix and a counter, instead of randomBytes per packet. */
@@ -744,7 +745,7 @@ export class TurnServer {
       relay.port,
       this.relayType === 'udp6' ? 'IPv6' : 'IPv4',
       Buffer.from(message.transactionId),
-      bandwidth > 0 ? new ByteBucket(bandwidth, bandwidth, now) : undefined,
+      bandwidth > 0 ? new TokenBucket(bandwidth, bandwidth, now) : undefined,
       lifetime,
       now,
     );
@@ -989,20 +990,20 @@ export class TurnServer {
     const user = this.users.get(allocation.userId)?.bucket;
     if (allocation.bucket && !allocation.bucket.has(bytes, now)) return false;
     if (user && !user.has(bytes, now)) return false;
-    allocation.bucket?.take(bytes);
-    user?.take(bytes);
+    allocation.bucket?.spend(bytes);
+    user?.spend(bytes);
     return true;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
 
-  private userEntry(userId: string): { allocations: number; bucket: ByteBucket | undefined } {
+  private userEntry(userId: string): { allocations: number; bucket: TokenBucket | undefined } {
     let entry = this.users.get(userId);
     if (!entry) {
       const bandwidth = this.o.userBandwidth;
       entry = {
         allocations: 0,
-        bucket: bandwidth > 0 ? new ByteBucket(bandwidth, bandwidth, this.now()) : undefined,
+        bucket: bandwidth > 0 ? new TokenBucket(bandwidth, bandwidth, this.now()) : undefined,
       };
       this.users.set(userId, entry);
     }
