@@ -7,19 +7,27 @@
  * Three node processes (real mesh links on loopback), `users` sessions registered across them, then
  * `askers` sessions (spread over the nodes) send lookups of random registered users, open loop: the
  * schedule does not wait for answers. Latency is measured at the client, from send to answer: client
- * -> node -> owner (for the third of users this node does not own) -> node -> client. The client
- * side runs in this process, on the same 2 cores as the nodes.
+ * -> node -> owner (for the third of users this node does not own) -> node -> client. The askers
+ * run in a generator process of their own (gen-lookup.ts), the registered users' idle sessions in
+ * this one; everything shares the machine's 2 cores with the nodes.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import WebSocket from 'ws';
 import { generateSigningKey, publicJwks, signAccessToken } from '../supernode/auth/signing';
 import { SupernodeSession } from '../supernode/client/session';
 import { type FleetNode, killAll, metric, planFleet, startFleetNode } from '../supernode/local/fleet';
-import { SESSION_PATH } from '../supernode/protocol/messages';
-import { startBareServer } from './lib/env';
+import type { LookupGenConfig, LookupGenDone } from './gen-lookup';
+import {
+  machineBusyPercent,
+  ofType,
+  readCpuSeconds,
+  readCpuSplit,
+  readMachineTicks,
+  spawnNode,
+} from './lib/children';
+import { nextSourceBlock, startBareServer } from './lib/env';
+import { CONFIG_ENV } from './lib/messages';
 
 export interface MeshLookupResult {
   nodes: number;
@@ -36,6 +44,14 @@ export interface MeshLookupResult {
   ownerFallbacks: number;
   /** The same generator against a bare ws echo server at the same rate. */
   baseline: { answered: number; p50Ms: number; p99Ms: number; maxMs: number };
+  /** CPU seconds each node used during the run, and per lookup answered (all nodes together). */
+  nodeCpuSeconds: number[];
+  nodeCpuMsPerLookup: number;
+  /** Share of the nodes' CPU spent in the kernel (system time): sockets, on loopback both ends' stacks. */
+  nodeSystemShare: number;
+  generatorCpuSeconds: number;
+  /** Share of the machine's cores busy during the run (everything, not only this benchmark). */
+  machineBusyPercent: number;
   /** Event-loop delay during the run: where lookups waited (queueing) rather than worked. */
   eventLoop: { generator: { p99Ms: number; maxMs: number }; nodes: Array<{ p99Ms: number; maxMs: number }> };
 }
@@ -48,96 +64,49 @@ async function loopLag(node: FleetNode): Promise<{ p99Ms: number; maxMs: number 
   return { p99Ms: read('nodejs_eventloop_lag_p99_seconds'), maxMs: read('nodejs_eventloop_lag_max_seconds') };
 }
 
-interface OpenLoopResult {
-  sent: number;
-  answered: number;
-  found: number;
-  seconds: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-}
-
-/** A bare WebSocket, open. */
-function rawSocket(url: string): Promise<WebSocket> {
-  const socket = new WebSocket(url);
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
+/** Runs the lookup generator in its own process against `urls` until it reports. */
+async function generate(
+  mode: LookupGenConfig['mode'],
+  urls: string[],
+  options: {
+    sockets: number;
+    perSecond: number;
+    seconds: number;
+    warmupSeconds: number;
+    users: number;
+    keyFile?: string;
+  },
+  /** Runs when the warm-up is over and the measured seconds begin. */
+  onMeasuring: () => Promise<void> = async () => {},
+): Promise<LookupGenDone & { generatorCpuSeconds: number }> {
+  const child = spawnNode({
+    name: `lookup-gen-${mode}`,
+    args: ['bench/gen-lookup.ts'],
+    env: {
+      [CONFIG_ENV]: JSON.stringify({
+        mode,
+        urls,
+        localAddresses: nextSourceBlock(),
+        ...options,
+      } satisfies LookupGenConfig),
+    },
+    ipc: true,
   });
-}
-
-/** A raw session: the socket once the node has answered the hello with a welcome. */
-async function rawSession(url: string, token: string): Promise<WebSocket> {
-  const socket = await rawSocket(`${url}${SESSION_PATH}`);
-  socket.send(JSON.stringify({ type: 'hello', token }));
-  await new Promise<void>((resolve, reject) =>
-    socket.once('message', (data) => {
-      const message = JSON.parse(String(data)) as { type: string };
-      if (message.type === 'welcome') resolve();
-      else reject(new Error(`no welcome: ${String(data)}`));
-    }),
-  );
-  return socket;
-}
-
-/**
- * The load: `perSecond` lookups, open loop (the schedule never waits for answers), round-robin over
- * the sockets, latency from send to the answer carrying the same id. Deliberately cheap (ids index a
- * typed array, no promise per request), so the generator is not what is measured. An echo server's
- * answer is the request itself, which carries the id too.
- */
-async function openLoop(
-  sockets: WebSocket[],
-  perSecond: number,
-  seconds: number,
-  userOf: (id: number) => string,
-): Promise<OpenLoopResult> {
-  const total = perSecond * seconds;
-  const sentAt = new Float64Array(total + 1);
-  const latencies = new Float64Array(total);
-  let answered = 0;
-  let found = 0;
-  let done: () => void = () => {};
-  const allAnswered = new Promise<void>((resolve) => {
-    done = resolve;
-  });
-  const onMessage = (data: unknown) => {
-    const message = JSON.parse(String(data)) as { id?: number; online?: boolean; type: string };
-    const id = message.id;
-    if (typeof id !== 'number' || id < 1 || id > total || sentAt[id] === 0) return;
-    latencies[answered++] = performance.now() - sentAt[id];
-    sentAt[id] = 0;
-    if (message.online || message.type === 'lookup') found++;
-    if (answered === total) done();
-  };
-  for (const socket of sockets) socket.on('message', onMessage);
-  const started = performance.now();
-  for (let id = 1; id <= total; id++) {
-    const due = started + ((id - 1) * 1000) / perSecond;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    sentAt[id] = performance.now();
-    sockets[id % sockets.length].send(`{"type":"lookup","id":${id},"user":"${userOf(id)}"}`);
+  try {
+    await child.waitFor(ofType('ready'), 60_000, 'ready');
+    child.send({ type: 'go' });
+    await child.waitFor(ofType('measuring'), (options.warmupSeconds + 30) * 1000, 'measuring');
+    const cpuBefore = readCpuSeconds(child.pid);
+    await onMeasuring();
+    const done = await child.waitFor(
+      ofType<LookupGenDone>('done'),
+      (options.warmupSeconds + options.seconds + 30) * 1000,
+      'done',
+    );
+    return { ...done, generatorCpuSeconds: readCpuSeconds(child.pid) - cpuBefore };
+  } finally {
+    await child.stop(2000);
   }
-  await Promise.race([allAnswered, new Promise((r) => setTimeout(r, 5000))]);
-  const elapsed = (performance.now() - started) / 1000;
-  for (const socket of sockets) socket.off('message', onMessage);
-  const sorted = Array.from(latencies.subarray(0, answered)).sort((a, b) => a - b);
-  return {
-    sent: total,
-    answered,
-    found,
-    seconds: elapsed,
-    p50Ms: percentile(sorted, 0.5),
-    p99Ms: percentile(sorted, 0.99),
-    maxMs: sorted[sorted.length - 1] ?? 0,
-  };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))];
 }
 
 export async function runMeshLookup(options: {
@@ -149,13 +118,16 @@ export async function runMeshLookup(options: {
   const askers = quick ? 12 : 30;
   const perSecond = quick ? 3000 : 10_000;
   const seconds = quick ? 3 : 10;
+  const warmupSeconds = quick ? 1 : 2;
   const dir = await mkdtemp(join(tmpdir(), 'mesh-lookup-'));
   let fleet: FleetNode[] = [];
   const sessions: SupernodeSession[] = [];
   try {
     const key = await generateSigningKey();
     const jwksFile = join(dir, 'jwks.json');
+    const keyFile = join(dir, 'signing-key.json');
     await writeFile(jwksFile, JSON.stringify(publicJwks([key])));
+    await writeFile(keyFile, JSON.stringify(key), { mode: 0o600 });
     fleet = await planFleet(3, 'bench-');
     const limits = {
       SUPERNODE_LOOKUPS_PER_SECOND: '100000',
@@ -198,38 +170,43 @@ export async function runMeshLookup(options: {
       );
       sessions.push(...batch);
     }
-    const askerSockets = await Promise.all(
-      Array.from({ length: askers }, async (_, i) =>
-        rawSession(
-          fleet[i % 3].url,
-          await signAccessToken(key, { sub: `asker-${i}`, aud: 'supernode', ttlSec: 3600 }),
-        ),
-      ),
-    );
     await new Promise((r) => setTimeout(r, 500)); // registrations reach their owners
     const fallbacksBefore = (
       await Promise.all(fleet.map((n) => metric(n, 'supernode_mesh_lookup_fallbacks_total')))
     ).reduce((a, b) => a + b, 0);
 
-    // prom-client's loop-lag histogram restarts at each scrape: scraped now, the next scrape covers the run.
-    await Promise.all(fleet.map((n) => loopLag(n)));
-    const generatorLoop = monitorEventLoopDelay({ resolution: 1 });
-    generatorLoop.enable();
-    log(`mesh lookup: ${perSecond} lookups/s for ${seconds} s from ${askers} sessions`);
-    const run = await openLoop(askerSockets, perSecond, seconds, (id) => `user-${id % users}`);
-    for (const socket of askerSockets) socket.close();
-    generatorLoop.disable();
+    log(`mesh lookup: ${perSecond} lookups/s for ${seconds} s from ${askers} sessions (own process)`);
+    const load = { sockets: askers, perSecond, seconds, warmupSeconds, users };
+    let nodeCpuBefore: number[] = [];
+    let nodeSysBefore: number[] = [];
+    let machineBefore = readMachineTicks();
+    const run = await generate(
+      'supernode',
+      fleet.map((n) => n.url),
+      { ...load, keyFile },
+      async () => {
+        nodeCpuBefore = fleet.map((n) => readCpuSeconds(n.child?.pid ?? 0));
+        nodeSysBefore = fleet.map((n) => readCpuSplit(n.child?.pid ?? 0).system);
+        machineBefore = readMachineTicks();
+        // prom-client's loop-lag histogram restarts at each scrape: scraped now, the next covers the run.
+        await Promise.all(fleet.map((n) => loopLag(n)));
+      },
+    );
+    const machineBusy = machineBusyPercent(machineBefore, readMachineTicks());
+    const nodeCpu = fleet.map((n, i) => readCpuSeconds(n.child?.pid ?? 0) - nodeCpuBefore[i]);
+    const nodeSys = fleet.map((n, i) => readCpuSplit(n.child?.pid ?? 0).system - nodeSysBefore[i]);
     const nodeLoops = await Promise.all(fleet.map((n) => loopLag(n)));
+    log(
+      `mesh lookup: p99 by second of the run: ${run.perSecondP99Ms.map((v) => v.toFixed(1)).join(', ')} ms`,
+    );
 
-    // The baseline: the same generator, rate and message against a bare ws echo server (one process,
-    // one hop), so what the machine and the generator cost themselves is measured in the same run.
+    // The baseline: the same generator process, rate and message against a bare ws echo server (one
+    // process, one hop), so what the machine and the generator cost themselves is measured in the same run.
     log(`mesh lookup: the same ${perSecond}/s against a bare ws echo server`);
     const bare = await startBareServer('mesh-bare-echo', 'echo');
-    let baseline: OpenLoopResult;
+    let baseline: LookupGenDone;
     try {
-      const bareSockets = await Promise.all(Array.from({ length: askers }, () => rawSocket(bare.url)));
-      baseline = await openLoop(bareSockets, perSecond, seconds, (id) => `user-${id % users}`);
-      for (const socket of bareSockets) socket.close();
+      baseline = await generate('echo', [bare.url], load);
     } finally {
       await bare.child.stop(2000);
     }
@@ -255,8 +232,18 @@ export async function runMeshLookup(options: {
         maxMs: baseline.maxMs,
       },
       ownerFallbacks: fallbacksAfter - fallbacksBefore,
+      nodeCpuSeconds: nodeCpu,
+      nodeSystemShare:
+        nodeSys.reduce((a, b) => a + b, 0) /
+        Math.max(
+          1e-9,
+          nodeCpu.reduce((a, b) => a + b, 0),
+        ),
+      nodeCpuMsPerLookup: (nodeCpu.reduce((a, b) => a + b, 0) * 1000) / Math.max(1, run.answered),
+      generatorCpuSeconds: run.generatorCpuSeconds,
+      machineBusyPercent: machineBusy,
       eventLoop: {
-        generator: { p99Ms: generatorLoop.percentile(99) / 1e6, maxMs: generatorLoop.max / 1e6 },
+        generator: { p99Ms: run.loopP99Ms, maxMs: run.loopMaxMs },
         nodes: nodeLoops,
       },
     };
@@ -289,6 +276,7 @@ export function formatMeshLookup(r: MeshLookupResult): string[] {
     `answered ${r.answered} (${r.achievedPerSecond.toFixed(0)}/s), found online ${(r.successRate * 100).toFixed(2)}%, owner fallbacks ${r.ownerFallbacks}`,
     `latency p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms (target <= 5 ms), max ${r.maxMs.toFixed(1)} ms`,
     `baseline, bare ws echo at the same rate: p50 ${r.baseline.p50Ms.toFixed(2)} ms, p99 ${r.baseline.p99Ms.toFixed(2)} ms, max ${r.baseline.maxMs.toFixed(1)} ms (${r.baseline.answered} answered)`,
+    `CPU during the run: nodes ${r.nodeCpuSeconds.map((c) => c.toFixed(2)).join(', ')} s (${r.nodeCpuMsPerLookup.toFixed(3)} ms of node CPU per lookup, ${(r.nodeSystemShare * 100).toFixed(0)}% in the kernel), generator ${r.generatorCpuSeconds.toFixed(2)} s, machine ${r.machineBusyPercent.toFixed(0)}% busy`,
     `event-loop delay p99/max: generator ${r.eventLoop.generator.p99Ms.toFixed(1)}/${r.eventLoop.generator.maxMs.toFixed(1)} ms, nodes ${r.eventLoop.nodes.map((n) => `${n.p99Ms.toFixed(1)}/${n.maxMs.toFixed(1)}`).join(', ')} ms`,
   ];
 }
