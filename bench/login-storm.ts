@@ -44,6 +44,9 @@ export interface StormPhase {
   /** Sheds of requests sent in the first WARM_MS, by a service that has just started (cold JIT). */
   coldShedP99Ms: number;
   peakRssMiB: number;
+  /** The service's event-loop delay during the storm (and the answers after it). */
+  loopP99Ms: number;
+  loopMaxMs: number;
 }
 
 export interface LoginStormResult {
@@ -233,7 +236,11 @@ export async function runLoginStorm(options: {
         auth = await startAuth(dataDir, mode === 'admission');
         const offered = capacityPerSecond * multiple;
         log(`login storm: ${mode}, ${multiple}x C = ${offered.toFixed(0)} logins/s for ${stormSeconds} s`);
+        await fetch(`${auth.url}/metrics`).then((r) => r.text()); // restarts the loop-lag histogram
         const outcomes = await stormInChild(auth.url, offered, stormSeconds);
+        const metricsText = await (await fetch(`${auth.url}/metrics`)).text();
+        const lag = (name: string) =>
+          Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? Number.NaN) * 1000;
         const ok = outcomes.filter((o) => o.status === 200);
         const shed = outcomes.filter((o) => o.error === 'overloaded' || o.error === 'too_many_requests');
         const timeouts = outcomes.filter((o) => o.status === 0).length;
@@ -255,6 +262,8 @@ export async function runLoginStorm(options: {
           shedP99Ms: p99(shed.filter((o) => o.at - o.ms >= WARM_MS).map((o) => o.ms)),
           coldShedP99Ms: p99(shed.filter((o) => o.at - o.ms < WARM_MS).map((o) => o.ms)),
           peakRssMiB: auth.peakRssBytes() / 1024 / 1024,
+          loopP99Ms: lag('nodejs_eventloop_lag_p99_seconds'),
+          loopMaxMs: lag('nodejs_eventloop_lag_max_seconds'),
         });
         await auth.stop();
       }
@@ -272,7 +281,7 @@ function sleep(ms: number): Promise<void> {
 export function formatLoginStorm(result: LoginStormResult): string[] {
   const lines = [
     `capacity C: ${result.capacityPerSecond.toFixed(2)} password logins/s (scrypt ${result.scrypt}, closed loop ${result.capacitySeconds} s)`,
-    `mode       offered        goodput    of C   admitted p99   shed p99 (first ${WARM_MS / 1000} s)   ok/shed/timeout/other   peak RSS`,
+    `mode       offered        goodput    of C   admitted p99   shed p99 (first ${WARM_MS / 1000} s)   ok/shed/timeout/other   peak RSS   loop p99/max`,
   ];
   for (const p of result.phases) {
     lines.push(
@@ -285,6 +294,7 @@ export function formatLoginStorm(result: LoginStormResult): string[] {
         `${p.shedP99Ms.toFixed(1)} ms (${p.coldShedP99Ms.toFixed(1)} ms)`.padStart(21),
         `${p.ok}/${p.shed}/${p.timeouts}/${p.otherErrors}`.padStart(23),
         `${p.peakRssMiB.toFixed(0)} MiB`.padStart(10),
+        `${p.loopP99Ms.toFixed(1)}/${p.loopMaxMs.toFixed(1)} ms`.padStart(15),
       ].join(' '),
     );
   }
