@@ -4,7 +4,8 @@
  * CloudFormation twenty minutes later. Every key is documented in docs/deploy.md.
  */
 import { InstanceClass, InstanceSize, InstanceType } from 'aws-cdk-lib/aws-ec2';
-import { AUTH_DEFAULTS, FLEET_DEFAULTS, NETWORK_DEFAULTS, TIER_DEFAULTS } from './defaults';
+import { authOptionTable } from '../supernode/config/auth-options';
+import { AUTH_DEFAULTS, FLEET_DEFAULTS, NETWORK_DEFAULTS, TIER_DEFAULTS, TURN_DEFAULTS } from './defaults';
 
 /** A value is wrong; the message names the context key and what it accepts. */
 export class TierConfigError extends Error {
@@ -67,6 +68,11 @@ export interface TierConfig {
   /** With `domainName`: the stacks issue certificates (DNS validation) and create the DNS records. */
   hostedZone: HostedZone | undefined;
   alarmEmail: string | undefined;
+  /**
+   * TURN (RFC 8656) on every fleet: nodes on public IPv4 addresses, the relay range open, the NLB
+   * carrying TURN, the auth service handing out credentials and URLs (docs/deploy.md#turn-for-webrtc).
+   */
+  turn: boolean;
 }
 
 /** The defaults of the context keys (lib/defaults.ts is the one source; constructs use it too). */
@@ -83,6 +89,7 @@ export const DEFAULTS = {
   warmPoolSize: FLEET_DEFAULTS.warmPoolSize,
   natGateways: { dev: NETWORK_DEFAULTS.natGateways, production: NETWORK_DEFAULTS.productionNatGateways },
   interfaceEndpoints: NETWORK_DEFAULTS.interfaceEndpoints,
+  turn: TURN_DEFAULTS.enabled,
 } as const;
 
 const REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
@@ -123,6 +130,7 @@ export const CONTEXT_KEYS = [
   'hostedZoneId',
   'certificateArns',
   'alarmEmail',
+  'turn',
 ] as const;
 
 type Context = (key: string) => unknown;
@@ -175,6 +183,17 @@ export function readTierConfig(context: Context): TierConfig {
   if (hostedZoneId && !domainName) {
     throw new TierConfigError('context "hostedZoneId" needs "domainName" too: the name of that hosted zone');
   }
+  const turn = boolean(context, 'turn', DEFAULTS.turn);
+  const remoteRegions = fleets.map((fleet) => fleet.region).filter((region) => region !== homeRegion);
+  if (turn && remoteRegions.length > 0 && !domainName) {
+    // The auth service hands out every fleet's TURN URLs, but fleets of other regions are deployed
+    // after it: only a name known in advance (nodes.<region>.<domain>) can be handed out.
+    throw new TierConfigError(
+      `context "turn" with fleets outside the home region (${remoteRegions.join(', ')}) needs "domainName": ` +
+        'the auth service hands out their TURN URLs as nodes.<region>.<domainName>',
+    );
+  }
+  if (turn) checkTurnUrlCount(fleets, Boolean(hostedZoneId && domainName));
   const config: TierConfig = {
     stage,
     allowPlainHttp,
@@ -195,6 +214,7 @@ export function readTierConfig(context: Context): TierConfig {
     domainName,
     hostedZone: hostedZoneId && domainName ? { id: hostedZoneId, name: domainName } : undefined,
     alarmEmail: optionalString(context, 'alarmEmail', EMAIL, 'an e-mail address'),
+    turn,
   };
   checkTls(config);
   return config;
@@ -218,6 +238,20 @@ function checkTls(config: TierConfig): void {
       'Give "certificateArns" (or "domainName" with "hostedZoneId"), use -c stage=dev for a trial, ' +
       'or -c allowPlainHttp=true to deploy production without TLS on purpose',
   );
+}
+
+/**
+ * The auth service hands out every fleet's TURN URLs (two, three with TLS) and takes at most
+ * `AUTH_TURN_URLS`' limit of them; more regions than that fail here, not on the instances.
+ */
+function checkTurnUrlCount(fleets: FleetPlacement[], hostedZone: boolean): void {
+  const limit = authOptionTable.turnUrls.maxItems;
+  const count = fleets.reduce((sum, fleet) => sum + (fleet.certificateArn || hostedZone ? 3 : 2), 0);
+  if (count > limit) {
+    throw new TierConfigError(
+      `context "turn": ${fleets.length} fleet regions make ${count} TURN URLs, more than the ${limit} the auth service hands out (AUTH_TURN_URLS); use fewer fleet regions with TURN`,
+    );
+  }
 }
 
 function sizeKey(fleet: FleetPlacement): string {

@@ -21,6 +21,26 @@ export const FLEET_DEFAULTS = {
   warmPoolSize: 2,
 } as const;
 
+/** TURN on the fleet (`SupernodeFleet`'s `turn` prop, the `turn` context key). */
+export const TURN_DEFAULTS = {
+  /**
+   * Off: TURN puts every node on a public IPv4 address in a public subnet with the relay range open
+   * to the internet, and public addresses and relayed traffic are billed; turning it on is a choice.
+   */
+  enabled: false,
+  /** Relayed-transport ports, UDP (RFC 8656 section 7.2's range, the runtime's default). */
+  minPort: 49152,
+  maxPort: 65535,
+  /** REALM of the long-term credentials when no `domainName` is given. */
+  realm: 'supernode',
+  /** Lifetime of the credentials the auth service mints; an allocation cannot outlive them. */
+  credentialTtlSeconds: 86_400,
+  /** How often instances fetch the shared secret again (rotation reaches every node within this). */
+  secretRefreshMinutes: 5,
+  /** A node holding more allocations than this (80% of the runtime's 10,000 default) alarms. */
+  allocationsPerNodeAlarm: 8000,
+} as const;
+
 /** Auth service compute (`AuthService`). */
 export const AUTH_DEFAULTS = {
   instanceType: 'c7g.large',

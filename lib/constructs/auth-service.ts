@@ -1,4 +1,4 @@
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Fn, Stack, Token } from 'aws-cdk-lib';
 import type { AutoScalingGroup } from 'aws-cdk-lib/aws-autoscaling';
 import type { ITableV2 } from 'aws-cdk-lib/aws-dynamodb';
 import { type IVpc, Port, SecurityGroup, SubnetType } from 'aws-cdk-lib/aws-ec2';
@@ -15,10 +15,11 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type CfnWebACL, CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { AUTH_DEFAULTS } from '../defaults';
+import { AUTH_DEFAULTS, TURN_DEFAULTS } from '../defaults';
 import { AuthWaf } from './auth-waf';
-import { putMetricDataStatement, type RuntimeBundle } from './runtime';
+import { putMetricDataStatement, type RuntimeBundle, servicePaths } from './runtime';
 import { ServiceGroup } from './service-group';
+import type { TurnSecretRef } from './turn-secret';
 
 export const AUTH_PORT = 8080;
 
@@ -52,6 +53,22 @@ export interface AuthServiceProps {
   readonly soakSeconds?: number;
   /** Bucket for the ALB's access logs. @default - no access logs */
   readonly accessLogs?: IBucket;
+  /**
+   * TURN credentials for logged-in clients: the service mints them with the secret's first line and
+   * returns `iceServers` with these URLs. @default - no TURN
+   */
+  readonly turn?: AuthTurnProps;
+}
+
+export interface AuthTurnProps {
+  /** The shared secret (the primary, in the home region). */
+  readonly secret: TurnSecretRef;
+  /** `turn:`/`turns:` URLs of every fleet, handed to clients as they are (a list token is fine). */
+  readonly urls: string[];
+  /** Lifetime of the credentials; an allocation cannot outlive them. @default 86400 */
+  readonly credentialTtlSeconds?: number;
+  /** How often instances fetch the secret again (rotation). @default 5 */
+  readonly secretRefreshMinutes?: number;
 }
 
 /**
@@ -141,6 +158,28 @@ export class AuthService extends Construct {
     props.table.encryptionKey?.grantEncryptDecrypt(this.role);
     props.keyRingSecret.encryptionKey?.grantEncryptDecrypt(this.role);
     this.role.addToPrincipalPolicy(putMetricDataStatement());
+    const turn = props.turn;
+    const credentialTtlSeconds = turn?.credentialTtlSeconds ?? TURN_DEFAULTS.credentialTtlSeconds;
+    if (turn) {
+      if (!Token.isUnresolved(turn.urls) && turn.urls.length === 0)
+        throw new Error('AuthService: turn.urls must name at least one TURN URL');
+      if (
+        !Number.isInteger(credentialTtlSeconds) ||
+        credentialTtlSeconds < 60 ||
+        credentialTtlSeconds > 604_800
+      ) {
+        throw new Error(
+          `AuthService: turn.credentialTtlSeconds must be 60..604800 (got ${credentialTtlSeconds})`,
+        );
+      }
+      this.role.addToPrincipalPolicy(
+        new PolicyStatement({
+          effect: Effect.ALLOW,
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [turn.secret.resourceArn],
+        }),
+      );
+    }
 
     const securityGroup = new SecurityGroup(this, 'SecurityGroup', {
       vpc: props.vpc,
@@ -161,6 +200,13 @@ export class AuthService extends Construct {
       command: 'auth',
       readinessUrl: `http://127.0.0.1:${AUTH_PORT}/readyz`,
       stopTimeoutSeconds: 45,
+      secretFiles: turn && [
+        {
+          secretId: turn.secret.secretId,
+          file: 'turn-secret',
+          refreshMinutes: turn.secretRefreshMinutes ?? TURN_DEFAULTS.secretRefreshMinutes,
+        },
+      ],
       gate: {
         description: `the public key set is published (s3://.../${JWKS_KEY})`,
         command: `aws s3api head-object --region "$REGION" --bucket ${props.publicationBucket.bucketName} --key ${JWKS_KEY}`,
@@ -177,6 +223,13 @@ export class AuthService extends Construct {
         AUTH_TRUST_PROXY: 'true',
         AUTH_CLOUDWATCH: 'true',
         AUTH_LOG_LEVEL: 'info',
+        ...(turn
+          ? {
+              AUTH_TURN_URLS: Fn.join(',', turn.urls),
+              AUTH_TURN_SECRET_FILE: `${servicePaths('supernode-auth').etc}/turn-secret`,
+              AUTH_TURN_CREDENTIAL_TTL_SEC: String(credentialTtlSeconds),
+            }
+          : {}),
       },
       instanceEnvironment: { AUTH_AUTO_SCALING_GROUP: '$GROUP_NAME', AWS_REGION: '$REGION' },
     });

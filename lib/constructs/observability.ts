@@ -16,6 +16,7 @@ import { HttpCodeElb, HttpCodeTarget } from 'aws-cdk-lib/aws-elasticloadbalancin
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { TURN_DEFAULTS } from '../defaults';
 import type { AuthService } from './auth-service';
 import { METRIC_NAMESPACE } from './runtime';
 import type { SupernodeFleet } from './supernode-fleet';
@@ -39,7 +40,14 @@ export interface ObservabilityProps {
   readonly shedRatio?: number;
   /** Load-balancer-generated 5xx per minute (auth unreachable or timing out) that alarm. @default 5 */
   readonly auth5xxPerMinute?: number;
+  /** The fleets of `remoteFleetRegions` serve TURN: their TURN lines on the dashboard. @default false */
+  readonly remoteTurn?: boolean;
+  /** A node of a TURN fleet holding more allocations than this for 5 minutes alarms. @default 8000 */
+  readonly turnAllocationsPerNodeAlarm?: number;
 }
+
+/** What the nodes publish about TURN (per node, dimension AutoScalingGroupName, once a minute). */
+export const TURN_METRICS = { allocations: 'TurnAllocations', relayedBytes: 'TurnRelayedBytes' } as const;
 
 /**
  * What an operator watches: alarms on the floor, CPU, connections per node, login shedding and
@@ -78,13 +86,18 @@ export class Observability extends Construct {
       refused: IMetric[];
       relayed: IMetric[];
       cpu: IMetric[];
+      turnAllocations: IMetric[];
+      turnBytes: IMetric[];
     } = {
       healthy: [],
       clients: [],
       refused: [],
       relayed: [],
       cpu: [],
+      turnAllocations: [],
+      turnBytes: [],
     };
+    const turnAllocationsLimit = props.turnAllocationsPerNodeAlarm ?? TURN_DEFAULTS.allocationsPerNodeAlarm;
     props.fleets.forEach((fleet, index) => {
       const prefix = props.fleets.length > 1 ? `Fleet${index}` : 'Fleet';
       const group = fleet.group.autoScalingGroupName;
@@ -141,6 +154,29 @@ export class Observability extends Construct {
           treatMissingData: TreatMissingData.NOT_BREACHING,
         }),
       );
+      if (fleet.turnUrls) {
+        const turnMetric = (metricName: string, statistic: string, label: string) =>
+          new Metric({
+            namespace: METRIC_NAMESPACE,
+            metricName,
+            dimensionsMap: { AutoScalingGroupName: group },
+            statistic,
+            period: Duration.minutes(1),
+            label,
+          });
+        alarm(
+          new Alarm(this, `${prefix}TurnAllocationsHigh`, {
+            alarmDescription: `A supernode holds more than ${turnAllocationsLimit} TURN allocations for 5 minutes: near its limit, new ones get 508. Runbook: docs/deploy.md#turn-allocations-high`,
+            metric: turnMetric(TURN_METRICS.allocations, 'Maximum', 'Busiest node TURN allocations'),
+            threshold: turnAllocationsLimit,
+            comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluationPeriods: 5,
+            treatMissingData: TreatMissingData.NOT_BREACHING,
+          }),
+        );
+        fleetLines.turnAllocations.push(turnMetric(TURN_METRICS.allocations, 'Sum', 'TURN allocations'));
+        fleetLines.turnBytes.push(turnMetric(TURN_METRICS.relayedBytes, 'Sum', 'TURN relayed bytes / min'));
+      }
       // The release gate fails an instance refresh on its own; this tells the operator why.
       if (fleet.service.releaseGateAlarm) alarm(fleet.service.releaseGateAlarm);
       fleetLines.healthy.push(healthy);
@@ -188,6 +224,10 @@ export class Observability extends Construct {
       fleetLines.clients.push(search('ConnectedClients', 'AutoScalingGroupName', 'Sum'));
       fleetLines.refused.push(search('SessionsRefused', 'AutoScalingGroupName,Reason', 'Sum'));
       fleetLines.relayed.push(search('RelayedMessages', 'AutoScalingGroupName', 'Sum'));
+      if (props.remoteTurn) {
+        fleetLines.turnAllocations.push(search(TURN_METRICS.allocations, 'AutoScalingGroupName', 'Sum'));
+        fleetLines.turnBytes.push(search(TURN_METRICS.relayedBytes, 'AutoScalingGroupName', 'Sum'));
+      }
     }
 
     const auth = props.auth;
@@ -293,6 +333,12 @@ export class Observability extends Construct {
         graph('Node CPU (busiest)', fleetLines.cpu),
         new AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 8, height: 6 }),
       );
+      if (fleetLines.turnAllocations.length > 0) {
+        this.dashboard.addWidgets(
+          graph('TURN allocations', fleetLines.turnAllocations, 12),
+          graph('TURN relayed bytes / min', fleetLines.turnBytes, 12),
+        );
+      }
       if (auth) {
         this.dashboard.addWidgets(
           graph('Logins admitted and shed', authLines.logins),

@@ -99,7 +99,15 @@ export interface ServiceUserDataProps {
   /** Settings only known on the instance, as shell expressions (e.g. `$INSTANCE_ID`). */
   instanceEnvironment?: Record<string, string>;
   /** Secrets fetched at every boot into root-owned files (`/etc/<service>/<file>`) the service user reads. */
-  secretFiles?: { secretArn: string; region?: string; file: string }[];
+  secretFiles?: SecretFile[];
+  /**
+   * Reads the instance's public IPv4 address from IMDSv2 into `$PUBLIC_IP` (for `instanceEnvironment`);
+   * the boot fails, naming the cause, when the instance has none.
+   * @default false
+   */
+  publicIpv4?: boolean;
+  /** Kernel settings applied on every boot (`sysctl -w`), before the service starts. @default none */
+  sysctls?: Record<string, string>;
   /** What the soak gate watches before the success signal. */
   readinessUrl: string;
   soakSeconds: number;
@@ -119,6 +127,21 @@ export interface ServiceUserDataProps {
    * @default - the soak alone
    */
   gate?: { description: string; command: string };
+}
+
+export interface SecretFile {
+  /** ARN or name; a name is looked up in `region`, so it finds a replica of a secret there. */
+  secretId: string;
+  /** @default - the instance's region */
+  region?: string;
+  /** File name under `/etc/<service>/`. */
+  file: string;
+  /**
+   * Fetched again every this many minutes by a systemd timer while the service runs, for secrets
+   * the service re-reads (rotation without a restart). Written whole or not at all.
+   * @default - fetched at boot only
+   */
+  refreshMinutes?: number;
 }
 
 /**
@@ -173,6 +196,13 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     'PRIVATE_IP=$(retry 5 2 imds local-ipv4)',
     'REGION=$(retry 5 2 imds placement/region)',
     'GROUP_NAME=$(retry 5 2 imds tags/instance/aws:autoscaling:groupName)',
+    // Read on every boot: a warm instance gets a new public address each time it starts.
+    ...(props.publicIpv4
+      ? [
+          'PUBLIC_IP=$(retry 5 2 imds public-ipv4) || fail "no public IPv4 address in instance metadata: the instance needs one in a public subnet"',
+          'echo "public IPv4: $PUBLIC_IP"',
+        ]
+      : []),
     // Warmed:Stopped while prepared for the pool, InService on the boot that puts it in service.
     'LIFECYCLE_STATE=$(retry 5 2 imds autoscaling/target-lifecycle-state || echo InService)',
     'echo "target lifecycle state: $LIFECYCLE_STATE"',
@@ -183,11 +213,17 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     `chown root:${props.service} "$ETC_DIR"`,
     `aws s3 cp 's3://${props.bundle.asset.s3BucketName}/${props.bundle.asset.s3ObjectKey}' "$OPT_DIR/supernode.cjs" --region "$REGION" --only-show-errors`,
   );
+  const refreshed = (props.secretFiles ?? []).filter((secret) => secret.refreshMinutes !== undefined);
   for (const secret of props.secretFiles ?? []) {
+    if (secret.refreshMinutes !== undefined) continue;
     userData.addCommands(
-      `(umask 027; aws secretsmanager get-secret-value --region ${secret.region ?? '"$REGION"'} --secret-id ${secret.secretArn} --query SecretString --output text > "$ETC_DIR/${secret.file}")`,
+      `(umask 027; aws secretsmanager get-secret-value --region ${secret.region ?? '"$REGION"'} --secret-id ${secret.secretId} --query SecretString --output text > "$ETC_DIR/${secret.file}")`,
       `chown root:${props.service} "$ETC_DIR/${secret.file}"`,
     );
+  }
+  if (refreshed.length > 0) refreshedSecrets(userData, props.service, refreshed);
+  for (const [key, value] of Object.entries(props.sysctls ?? {})) {
+    userData.addCommands(`sysctl -w ${key}=${value}`);
   }
   userData.addCommands(
     `cat > "$ETC_DIR/${props.service}.env" <<'EOF'`,
@@ -229,6 +265,7 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     '    exit 0;;',
     'esac',
     `systemctl start ${props.service}`,
+    ...(refreshed.length > 0 ? [`systemctl start ${props.service}-secrets.timer`] : []),
     ...(props.gate
       ? [`gate() { retry 30 5 ${props.gate.command} >/dev/null 2>&1; } # ${props.gate.description}`]
       : ['gate() { :; }']),
@@ -238,5 +275,59 @@ export function serviceUserData(userData: UserData, props: ServiceUserDataProps)
     'else',
     '  fail "not ready: the soak or the gate failed"',
     'fi',
+  );
+}
+
+/**
+ * Secrets the service re-reads while it runs: a script that fetches each into a temporary file and
+ * renames it over the old one (the service never reads half a secret, and a failed fetch keeps the
+ * last good one), run now and then by a systemd timer (started with the service, never enabled).
+ */
+function refreshedSecrets(userData: UserData, service: string, secrets: SecretFile[]): void {
+  const paths = servicePaths(service);
+  const minutes = Math.min(...secrets.map((secret) => secret.refreshMinutes as number));
+  if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60) {
+    throw new Error(`serviceUserData: refreshMinutes must be 1..60 (got ${minutes})`);
+  }
+  userData.addCommands(
+    // Unquoted: the directory and region are fixed when the script is written.
+    'cat > "$OPT_DIR/refresh-secrets.sh" <<EOF',
+    '#!/bin/bash',
+    `# Fetches the secrets ${service} re-reads; run at boot and by ${service}-secrets.timer.`,
+    'set -euo pipefail',
+    'ETC_DIR=$ETC_DIR',
+    'REGION=$REGION',
+    'EOF',
+    `cat >> "$OPT_DIR/refresh-secrets.sh" <<'EOF'`,
+    'fetch() {',
+    '  local tmp="$ETC_DIR/.$1.new"',
+    '  if (umask 027; aws secretsmanager get-secret-value --region "$2" --secret-id "$3" --query SecretString --output text > "$tmp") && [ -s "$tmp" ]; then',
+    `    chown root:${service} "$tmp"`,
+    '    mv -f "$tmp" "$ETC_DIR/$1"',
+    '  else',
+    '    rm -f "$tmp"',
+    '    echo "could not fetch $3; $1 keeps its last good value" >&2',
+    '    return 1',
+    '  fi',
+    '}',
+    ...secrets.map((secret) => `fetch ${secret.file} "${secret.region ?? '$REGION'}" ${secret.secretId}`),
+    'EOF',
+    'chmod 0700 "$OPT_DIR/refresh-secrets.sh"',
+    'retry 5 2 "$OPT_DIR/refresh-secrets.sh"',
+    `cat > "$UNIT_DIR/${service}-secrets.service" <<'EOF'`,
+    '[Unit]',
+    `Description=Fetch the secrets ${service} re-reads`,
+    '[Service]',
+    'Type=oneshot',
+    `ExecStart=${paths.opt}/refresh-secrets.sh`,
+    'EOF',
+    `cat > "$UNIT_DIR/${service}-secrets.timer" <<'EOF'`,
+    '[Unit]',
+    `Description=Fetch the secrets ${service} re-reads every ${minutes} minutes`,
+    '[Timer]',
+    `OnActiveSec=${minutes}min`,
+    `OnUnitActiveSec=${minutes}min`,
+    'RandomizedDelaySec=30',
+    'EOF',
   );
 }

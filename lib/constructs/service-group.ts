@@ -58,6 +58,13 @@ export interface ServiceGroupProps
    * @default - no warm pool
    */
   readonly warmPoolSize?: number;
+  /**
+   * Instances in the public subnets with a public IPv4 address each (read into `$PUBLIC_IP` by the
+   * boot script), for a service peers must reach directly (TURN relays). Inbound traffic is still only
+   * what the security group allows.
+   * @default false - private subnets, egress through NAT
+   */
+  readonly publicIpv4?: boolean;
 }
 
 /**
@@ -97,6 +104,7 @@ export class ServiceGroup extends Construct {
       role: props.role,
       securityGroup: props.securityGroup,
       requireImdsv2: true,
+      ...(props.publicIpv4 ? { associatePublicIpAddress: true } : {}),
       // The boot script reads the group name from the instance's tags.
       instanceMetadataTags: true,
       detailedMonitoring: true,
@@ -131,7 +139,7 @@ export class ServiceGroup extends Construct {
     // 'Default': the group keeps the logical ID it had as a direct child of the service construct.
     this.group = new AutoScalingGroup(this, 'Default', {
       vpc: props.vpc,
-      vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+      vpcSubnets: { subnetType: props.publicIpv4 ? SubnetType.PUBLIC : SubnetType.PRIVATE_WITH_EGRESS },
       launchTemplate: this.launchTemplate,
       minCapacity: props.floor,
       maxCapacity: props.ceiling,
@@ -190,6 +198,8 @@ export class ServiceGroup extends Construct {
       environment: props.environment,
       instanceEnvironment: props.instanceEnvironment,
       secretFiles: props.secretFiles,
+      publicIpv4: props.publicIpv4,
+      sysctls: props.sysctls,
       readinessUrl: props.readinessUrl,
       soakSeconds: props.soakSeconds,
       stopTimeoutSeconds: props.stopTimeoutSeconds,

@@ -14,12 +14,39 @@ import { Effect, ManagedPolicy, Policy, PolicyStatement, Role, ServicePrincipal 
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { FLEET_DEFAULTS } from '../defaults';
+import { FLEET_DEFAULTS, TURN_DEFAULTS } from '../defaults';
 import { METRIC_NAMESPACE, putMetricDataStatement, type RuntimeBundle, servicePaths } from './runtime';
 import { ServiceGroup } from './service-group';
+import type { TurnSecretRef } from './turn-secret';
 
-/** Ports on the instances. Clients reach the session port only through the NLB's 443. */
-export const FLEET_PORTS = { session: 7001, mesh: 7101, stun: 3478 } as const;
+/**
+ * Ports on the instances. Clients reach the session port only through the NLB's 443. With TURN the
+ * STUN port serves TURN too (UDP and TCP), and the NLB's TLS listener on `turnTls` forwards to it.
+ */
+export const FLEET_PORTS = { session: 7001, mesh: 7101, stun: 3478, turnTls: 5349 } as const;
+
+/** The TURN URLs of a fleet's host, as `RTCPeerConnection`'s `iceServers[].urls` takes them. */
+export function turnUrls(host: string, tls: boolean): string[] {
+  return [
+    `turn:${host}:${FLEET_PORTS.stun}?transport=udp`,
+    `turn:${host}:${FLEET_PORTS.stun}?transport=tcp`,
+    ...(tls ? [`turns:${host}:${FLEET_PORTS.turnTls}?transport=tcp`] : []),
+  ];
+}
+
+/** TURN (RFC 8656) on the fleet's nodes. */
+export interface FleetTurnProps {
+  /** The shared secret in this fleet's region: the primary, or its replica. */
+  readonly secret: TurnSecretRef;
+  /** REALM of the long-term credentials. @default 'supernode' */
+  readonly realm?: string;
+  /** Relayed-transport ports (UDP), open to the internet on the nodes. @default 49152 */
+  readonly minPort?: number;
+  /** @default 65535 */
+  readonly maxPort?: number;
+  /** How often nodes fetch the secret again (rotation). @default 5 */
+  readonly secretRefreshMinutes?: number;
+}
 
 /** The termination lifecycle hook the node completes once drained. */
 export const DRAIN_HOOK_NAME = 'drain';
@@ -68,6 +95,13 @@ export interface SupernodeFleetProps {
   readonly audience?: string;
   /** Bucket for the load balancer's access logs (NLBs log TLS listeners only). @default - no access logs */
   readonly accessLogs?: IBucket;
+  /**
+   * TURN on every node: the nodes move to the public subnets with a public IPv4 address each (the
+   * relayed address peers send to), the relay range opens to the internet, and the NLB carries TURN
+   * on UDP and TCP 3478 (one TCP_UDP listener) and, with `certificateArn`, TLS on 5349.
+   * @default - no TURN: STUN on UDP 3478 only, nodes in private subnets
+   */
+  readonly turn?: FleetTurnProps;
 }
 
 /**
@@ -91,6 +125,10 @@ export class SupernodeFleet extends Construct {
   readonly clientsPerNode: number;
   /** Base URL clients connect to (`wss://<host>`, or `ws://<nlb>:443` without TLS); sessions at /v1/session. */
   readonly sessionUrl: string;
+  /** What the auth service hands out for this fleet (`turnUrls`); undefined without TURN. */
+  readonly turnUrls: string[] | undefined;
+  /** Targets of the NLB's TLS listener for TURN (5349): with TURN and a certificate only. */
+  readonly turnTlsTargets: NetworkTargetGroup | undefined;
 
   constructor(scope: Construct, id: string, props: SupernodeFleetProps) {
     super(scope, id);
@@ -101,6 +139,7 @@ export class SupernodeFleet extends Construct {
     const drainSeconds = props.drainSeconds ?? FLEET_DEFAULTS.drainSeconds;
     const warmPoolSize = props.warmPoolSize ?? FLEET_DEFAULTS.warmPoolSize;
     validate({ floor, ceiling, clientsPerNode, soakSeconds, drainSeconds, warmPoolSize });
+    const turn = props.turn && turnSettings(props.turn);
     this.floor = floor;
     this.clientsPerNode = clientsPerNode;
     const stack = Stack.of(this);
@@ -152,6 +191,22 @@ export class SupernodeFleet extends Construct {
       new PolicyStatement({ effect: Effect.ALLOW, actions: ['ec2:DescribeInstances'], resources: ['*'] }),
     );
     this.role.addToPrincipalPolicy(putMetricDataStatement());
+    if (turn) {
+      // Read only, and only this secret (its replica in this region for fleets outside the home region).
+      this.role.addToPrincipalPolicy(
+        new PolicyStatement({
+          effect: Effect.ALLOW,
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [turn.secret.resourceArn],
+        }),
+      );
+      // Peers send to the relayed addresses directly; only ports with an allocation answer.
+      this.securityGroup.addIngressRule(
+        Peer.anyIpv4(),
+        Port.udpRange(turn.minPort, turn.maxPort),
+        'TURN relayed transport addresses, from any peer',
+      );
+    }
 
     this.loadBalancer = new NetworkLoadBalancer(this, 'LoadBalancer', {
       vpc: props.vpc,
@@ -165,6 +220,8 @@ export class SupernodeFleet extends Construct {
     this.sessionUrl = tls
       ? `wss://${props.hostName ?? this.loadBalancer.loadBalancerDnsName}`
       : `ws://${this.loadBalancer.loadBalancerDnsName}:443`;
+    // turns: needs the name on the certificate, as wss: does.
+    this.turnUrls = turn && turnUrls(props.hostName ?? this.loadBalancer.loadBalancerDnsName, tls);
 
     this.service = new ServiceGroup(this, 'Group', {
       vpc: props.vpc,
@@ -181,7 +238,26 @@ export class SupernodeFleet extends Construct {
       command: 'node',
       readinessUrl: `http://127.0.0.1:${FLEET_PORTS.session}/readyz`,
       stopTimeoutSeconds: drainSeconds + 15,
-      secretFiles: [{ secretArn: this.meshSecret.secretArn, file: 'mesh-secret' }],
+      secretFiles: [
+        { secretId: this.meshSecret.secretArn, file: 'mesh-secret' },
+        ...(turn
+          ? [
+              {
+                secretId: turn.secret.secretId,
+                file: 'turn-secret',
+                refreshMinutes: turn.secretRefreshMinutes,
+              },
+            ]
+          : []),
+      ],
+      publicIpv4: turn !== undefined,
+      sysctls: turn && {
+        // The kernel's own ephemeral ports (outbound connections) stay out of the relay range.
+        'net.ipv4.ip_local_port_range': `"${turn.ephemeralPorts}"`,
+        // The TURN listener asks for 4 MiB socket buffers; the kernel caps them at these.
+        'net.core.rmem_max': '4194304',
+        'net.core.wmem_max': '4194304',
+      },
       environment: {
         SUPERNODE_HOST: '0.0.0.0',
         SUPERNODE_PORT: String(FLEET_PORTS.session),
@@ -192,6 +268,15 @@ export class SupernodeFleet extends Construct {
         ...(props.audience ? { SUPERNODE_AUDIENCE: props.audience } : {}),
         SUPERNODE_DRAIN_TIMEOUT_MS: String(drainSeconds * 1000),
         SUPERNODE_STUN_PORT: String(FLEET_PORTS.stun),
+        ...(turn
+          ? {
+              SUPERNODE_TURN: 'true',
+              SUPERNODE_TURN_SECRET_FILE: `${paths.etc}/turn-secret`,
+              SUPERNODE_TURN_REALM: turn.realm,
+              SUPERNODE_TURN_MIN_PORT: String(turn.minPort),
+              SUPERNODE_TURN_MAX_PORT: String(turn.maxPort),
+            }
+          : {}),
         SUPERNODE_MESH: 'true',
         SUPERNODE_MESH_PORT: String(FLEET_PORTS.mesh),
         SUPERNODE_MESH_SECRET_FILE: `${paths.etc}/mesh-secret`,
@@ -206,13 +291,22 @@ export class SupernodeFleet extends Construct {
         SUPERNODE_MESH_HOST: '$PRIVATE_IP',
         SUPERNODE_AUTO_SCALING_GROUP: '$GROUP_NAME',
         AWS_REGION: '$REGION',
+        ...(turn ? { SUPERNODE_TURN_EXTERNAL_ADDRESS: '$PUBLIC_IP' } : {}),
       },
     });
     this.group = this.service.group;
 
     const [lbSecurityGroup] = this.loadBalancer.connections.securityGroups;
     lbSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.tcp(443), 'Client sessions');
-    lbSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.udp(FLEET_PORTS.stun), 'STUN');
+    lbSecurityGroup.addIngressRule(
+      Peer.anyIpv4(),
+      Port.udp(FLEET_PORTS.stun),
+      turn ? 'STUN and TURN' : 'STUN',
+    );
+    if (turn) {
+      lbSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.tcp(FLEET_PORTS.stun), 'TURN over TCP');
+      if (tls) lbSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.tcp(FLEET_PORTS.turnTls), 'TURN over TLS');
+    }
     // Both directions: the NLB's group denies all egress by default, health checks included.
     this.loadBalancer.connections.allowTo(
       this.securityGroup,
@@ -224,6 +318,13 @@ export class SupernodeFleet extends Construct {
       Port.udp(FLEET_PORTS.stun),
       'STUN to the nodes',
     );
+    // The NLB keeps the client's address; the rule on its group still admits it (and nothing direct).
+    if (turn)
+      this.loadBalancer.connections.allowTo(
+        this.securityGroup,
+        Port.tcp(FLEET_PORTS.stun),
+        'TURN over TCP and TLS',
+      );
 
     const healthCheck = {
       protocol: Protocol.HTTP,
@@ -244,10 +345,12 @@ export class SupernodeFleet extends Construct {
       healthCheck,
       deregistrationDelay,
     });
+    // An NLB takes TCP and UDP on one port only as one TCP_UDP listener with a TCP_UDP target group.
+    const stunProtocol = turn ? Protocol.TCP_UDP : Protocol.UDP;
     this.stunTargets = new NetworkTargetGroup(this, 'StunTargets', {
       vpc: props.vpc,
       port: FLEET_PORTS.stun,
-      protocol: Protocol.UDP,
+      protocol: stunProtocol,
       targetType: TargetType.INSTANCE,
       targets: [this.group],
       healthCheck,
@@ -262,9 +365,29 @@ export class SupernodeFleet extends Construct {
     });
     this.loadBalancer.addListener('Stun', {
       port: FLEET_PORTS.stun,
-      protocol: Protocol.UDP,
+      protocol: stunProtocol,
       defaultTargetGroups: [this.stunTargets],
     });
+    // TURN over TLS ends at the NLB with the session listener's certificate (ACM keys never leave
+    // AWS); the node gets plain TURN over TCP on its STUN port.
+    if (turn && tls) {
+      this.turnTlsTargets = new NetworkTargetGroup(this, 'TurnTlsTargets', {
+        vpc: props.vpc,
+        port: FLEET_PORTS.stun,
+        protocol: Protocol.TCP,
+        targetType: TargetType.INSTANCE,
+        targets: [this.group],
+        healthCheck,
+        deregistrationDelay,
+      });
+      this.loadBalancer.addListener('TurnTls', {
+        port: FLEET_PORTS.turnTls,
+        protocol: Protocol.TLS,
+        certificates: [ListenerCertificate.fromArn(props.certificateArn as string)],
+        sslPolicy: SslPolicy.RECOMMENDED_TLS,
+        defaultTargetGroups: [this.turnTlsTargets],
+      });
+    }
 
     // Termination waits (up to the heartbeat) while the node drains; the node completes the action.
     this.group.addLifecycleHook('Drain', {
@@ -325,4 +448,58 @@ function validate(values: Record<string, number>): void {
   // Warm instances go in service only by scale-out: the pool never needs more than the headroom.
   if (warmPoolSize < 0 || warmPoolSize > ceiling - floor)
     fail(`warmPoolSize must be 0..ceiling - floor (${ceiling - floor}) (got ${warmPoolSize})`);
+}
+
+interface TurnSettings {
+  secret: TurnSecretRef;
+  realm: string;
+  minPort: number;
+  maxPort: number;
+  secretRefreshMinutes: number;
+  /** The kernel's ephemeral port range, outside the relay range. */
+  ephemeralPorts: string;
+}
+
+/** Linux's default ephemeral range is 32768-60999, inside the default relay range. */
+const EPHEMERAL_LOW = 32768;
+const EPHEMERAL_PORTS_NEEDED = 4096;
+
+function turnSettings(props: FleetTurnProps): TurnSettings {
+  const minPort = props.minPort ?? TURN_DEFAULTS.minPort;
+  const maxPort = props.maxPort ?? TURN_DEFAULTS.maxPort;
+  const realm = props.realm ?? TURN_DEFAULTS.realm;
+  const secretRefreshMinutes = props.secretRefreshMinutes ?? TURN_DEFAULTS.secretRefreshMinutes;
+  const fail = (message: string): never => {
+    throw new Error(`SupernodeFleet: turn.${message}`);
+  };
+  if (!Number.isInteger(minPort) || !Number.isInteger(maxPort) || minPort < 1024 || maxPort > 65535)
+    fail(`minPort and maxPort must be integers in 1024..65535 (got ${minPort}-${maxPort})`);
+  if (maxPort - minPort < 99)
+    fail(`the relay range must hold at least 100 ports (got ${minPort}-${maxPort})`);
+  for (const [name, port] of Object.entries(FLEET_PORTS)) {
+    if (port >= minPort && port <= maxPort)
+      fail(`the relay range ${minPort}-${maxPort} holds the ${name} port ${port}`);
+  }
+  // Below the range if there is room there, else above it.
+  let ephemeralPorts: string | undefined;
+  if (minPort - EPHEMERAL_LOW >= EPHEMERAL_PORTS_NEEDED) ephemeralPorts = `${EPHEMERAL_LOW} ${minPort - 1}`;
+  else if (65535 - maxPort >= EPHEMERAL_PORTS_NEEDED)
+    ephemeralPorts = `${Math.max(maxPort + 1, EPHEMERAL_LOW)} 65535`;
+  if (!ephemeralPorts)
+    fail(
+      `the relay range ${minPort}-${maxPort} must leave ${EPHEMERAL_PORTS_NEEDED} ports from 32768 up for the kernel's outbound connections`,
+    );
+  // The runtime's rule (SUPERNODE_TURN_REALM); a domain name fits it.
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(realm))
+    fail(`realm must be 1-128 characters of A-Z a-z 0-9 . _ - (got ${JSON.stringify(realm)})`);
+  if (!Number.isInteger(secretRefreshMinutes) || secretRefreshMinutes < 1 || secretRefreshMinutes > 60)
+    fail(`secretRefreshMinutes must be 1..60 (got ${secretRefreshMinutes})`);
+  return {
+    secret: props.secret,
+    realm,
+    minPort,
+    maxPort,
+    secretRefreshMinutes,
+    ephemeralPorts: ephemeralPorts as string,
+  };
 }

@@ -53,8 +53,9 @@ export const INTERFACE_ENDPOINTS = {
 } as const;
 
 /**
- * The VPC every tier resource lives in: public subnets hold only load balancers and NAT, instances
- * sit in private subnets, and rejected/accepted traffic is kept in VPC flow logs.
+ * The VPC every tier resource lives in: public subnets hold load balancers and NAT (and supernodes
+ * that relay TURN, which peers must reach directly), other instances sit in private subnets, and
+ * rejected traffic is kept in VPC flow logs.
  */
 export class TierNetwork extends Construct {
   readonly vpc: Vpc;

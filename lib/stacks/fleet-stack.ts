@@ -6,8 +6,9 @@ import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
 import type { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
+import { turnSecretReplica } from '../constructs/turn-secret';
 import { acknowledgeStackFindings } from './nag';
-import { publicationBucketName } from './naming';
+import { publicationBucketName, turnSecretName } from './naming';
 import { fleetOutputs } from './outputs';
 import { tierFleet } from './wiring';
 
@@ -36,6 +37,8 @@ export class SupernodeFleetStack extends Stack {
       bundle,
       publicKeys: { bucketName: publicationBucketName(this, config.homeRegion), region: config.homeRegion },
       accessLogs: logs.bucket,
+      // The home stack's secret, replicated here under the same name.
+      turnSecret: config.turn ? turnSecretReplica(this, turnSecretName(this, config.homeRegion)) : undefined,
     });
     this.observability = new Observability(this, 'Observability', {
       fleets: [this.fleet],

@@ -1,4 +1,4 @@
-import { CfnOutput, type CfnResource, Stack, type StackProps, Token } from 'aws-cdk-lib';
+import { CfnOutput, type CfnResource, Lazy, Stack, type StackProps, Token } from 'aws-cdk-lib';
 import type { Construct, IConstruct } from 'constructs';
 import type { FleetPlacement, TierConfig } from '../config';
 import { AccessLogBucket } from '../constructs/access-logs';
@@ -8,10 +8,16 @@ import { Observability } from '../constructs/observability';
 import { RuntimeBundle } from '../constructs/runtime';
 import type { SupernodeFleet } from '../constructs/supernode-fleet';
 import { TierNetwork } from '../constructs/tier-network';
-import { acknowledgeAuthDataFindings, acknowledgeAuthFindings, acknowledgeStackFindings } from './nag';
-import { publicationBucketName } from './naming';
+import { TurnSecret } from '../constructs/turn-secret';
+import {
+  acknowledgeAuthDataFindings,
+  acknowledgeAuthFindings,
+  acknowledgeStackFindings,
+  acknowledgeTurnSecretFindings,
+} from './nag';
+import { publicationBucketName, turnSecretName } from './naming';
 import { fleetOutputs } from './outputs';
-import { publicName, tierFleet } from './wiring';
+import { publicName, tierFleet, tierTurnUrls } from './wiring';
 
 export interface HomeStackProps extends StackProps {
   readonly config: TierConfig;
@@ -38,6 +44,8 @@ export class SupernodeHomeStack extends Stack {
   readonly auth: AuthService;
   readonly fleet: SupernodeFleet | undefined;
   readonly observability: Observability;
+  /** The TURN secret of the whole tier (replicated to the other fleet regions), with `turn` only. */
+  readonly turnSecret: TurnSecret | undefined;
 
   constructor(scope: Construct, id: string, props: HomeStackProps) {
     super(scope, id, props);
@@ -56,6 +64,16 @@ export class SupernodeHomeStack extends Stack {
       accessLogs: logs?.bucket,
     });
     pinAuthDataLogicalIds(this.authData);
+    const remoteRegions = config.fleets
+      .map((fleet) => fleet.region)
+      .filter((region): region is string => region !== undefined && region !== homeRegion);
+    if (config.turn) {
+      this.turnSecret = new TurnSecret(this, 'TurnSecret', {
+        secretName: turnSecretName(this, homeRegion),
+        replicaRegions: remoteRegions,
+      });
+      acknowledgeTurnSecretFindings(this.turnSecret);
+    }
     const authName = publicName(this, 'AuthName', config, 'auth', config.authCertificateArn);
     this.auth = new AuthService(this, 'Auth', {
       vpc: network.vpc,
@@ -69,6 +87,11 @@ export class SupernodeHomeStack extends Stack {
       certificateArn: authName?.certificateArn ?? config.authCertificateArn,
       hostName: authName?.hostName,
       accessLogs: logs?.bucket,
+      // The home fleet is built below: its URLs are filled in at synthesis.
+      turn: this.turnSecret && {
+        secret: this.turnSecret.primary,
+        urls: Lazy.list({ produce: () => tierTurnUrls(config, this.fleet) }),
+      },
     });
     authName?.pointAt(this.auth.loadBalancer);
     // Deleting the stack empties the bucket only once the auth instances (its writers) are gone.
@@ -85,6 +108,7 @@ export class SupernodeHomeStack extends Stack {
         bundle,
         publicKeys: { bucketName: this.authData.publicationBucket.bucketName },
         accessLogs: logs?.bucket,
+        turnSecret: this.turnSecret?.primary,
       });
       // A node is ready only once it has the public keys: its group is created after the auth group,
       // whose instances signal only once jwks.json is published.
@@ -96,9 +120,8 @@ export class SupernodeHomeStack extends Stack {
     this.observability = new Observability(this, 'Observability', {
       fleets: this.fleet ? [this.fleet] : [],
       auth: this.auth,
-      remoteFleetRegions: config.fleets
-        .map((fleet) => fleet.region)
-        .filter((region): region is string => region !== undefined && region !== homeRegion),
+      remoteFleetRegions: remoteRegions,
+      remoteTurn: config.turn,
       alarmEmail: config.alarmEmail,
     });
     acknowledgeAuthDataFindings(this.authData);

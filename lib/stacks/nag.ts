@@ -3,6 +3,7 @@ import type { AccessLogBucket } from '../constructs/access-logs';
 import type { AuthData } from '../constructs/auth-data';
 import type { AuthService } from '../constructs/auth-service';
 import type { SupernodeFleet } from '../constructs/supernode-fleet';
+import type { TurnSecret } from '../constructs/turn-secret';
 
 /**
  * Every cdk-nag AwsSolutions finding this app keeps on purpose, with the reason. A test asserts
@@ -43,10 +44,19 @@ export function acknowledgeFleetFindings(fleet: SupernodeFleet): void {
     { id: 'AwsSolutions-AS3', reason: SCALING_EVENTS },
     {
       id: 'AwsSolutions-EC23',
-      reason:
-        'The NLB is the public endpoint for client sessions (443) and STUN (UDP 3478) from anywhere, by design.',
+      reason: fleet.turnUrls
+        ? 'The NLB is the public endpoint for client sessions (443), STUN and TURN (UDP and TCP 3478, TLS 5349) from anywhere; with TURN the nodes take relayed UDP from any peer on the relay range, which RFC 8656 requires (only ports holding an allocation with a permission for that peer relay anything).'
+        : 'The NLB is the public endpoint for client sessions (443) and STUN (UDP 3478) from anywhere, by design.',
     },
   );
+}
+
+export function acknowledgeTurnSecretFindings(turnSecret: TurnSecret): void {
+  Validations.of(turnSecret).acknowledge({
+    id: 'AwsSolutions-SMG4',
+    reason:
+      'The TURN secret is rotated with an overlap (a second line kept until every credential signed with it has expired; docs/deploy.md#rotating-the-turn-secret); Secrets Manager rotation replaces the value at once and would refuse every credential in use.',
+  });
 }
 
 export function acknowledgeAuthDataFindings(data: AuthData): void {

@@ -11,4 +11,10 @@ export function fleetOutputs(stack: Stack, fleet: SupernodeFleet): void {
     value: `${fleet.loadBalancer.loadBalancerDnsName}:${FLEET_PORTS.stun}`,
     description: 'STUN over UDP',
   });
+  if (fleet.turnUrls) {
+    new CfnOutput(stack, 'TurnUrls', {
+      value: fleet.turnUrls.join(','),
+      description: "This fleet's TURN URLs (the auth service hands out credentials for them)",
+    });
+  }
 }

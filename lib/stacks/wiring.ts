@@ -4,7 +4,9 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { FleetPlacement, TierConfig } from '../config';
 import { DnsName } from '../constructs/dns-name';
 import type { RuntimeBundle } from '../constructs/runtime';
-import { type PublicKeySource, SupernodeFleet } from '../constructs/supernode-fleet';
+import { type PublicKeySource, SupernodeFleet, turnUrls } from '../constructs/supernode-fleet';
+import type { TurnSecretRef } from '../constructs/turn-secret';
+import { TURN_DEFAULTS } from '../defaults';
 import { acknowledgeFleetFindings } from './nag';
 
 /**
@@ -32,12 +34,21 @@ export function tierFleet(
   stack: Stack,
   config: TierConfig,
   placement: FleetPlacement,
-  wiring: { vpc: IVpc; bundle: RuntimeBundle; publicKeys: PublicKeySource; accessLogs: IBucket | undefined },
+  wiring: {
+    vpc: IVpc;
+    bundle: RuntimeBundle;
+    publicKeys: PublicKeySource;
+    accessLogs: IBucket | undefined;
+    /** The TURN secret in this region, when `config.turn`. */
+    turnSecret: TurnSecretRef | undefined;
+  },
 ): SupernodeFleet {
   const label = placement.region ? `nodes.${placement.region}` : 'nodes';
   const name = publicName(stack, 'FleetName', config, label, placement.certificateArn);
+  const { turnSecret, ...fleetWiring } = wiring;
+  if (config.turn && !turnSecret) throw new Error('tierFleet: TURN is on but no secret was given');
   const fleet = new SupernodeFleet(stack, 'Fleet', {
-    ...wiring,
+    ...fleetWiring,
     instanceType: config.instanceType,
     floor: placement.floor,
     ceiling: placement.ceiling,
@@ -46,8 +57,34 @@ export function tierFleet(
     warmPoolSize: config.warmPoolSize,
     certificateArn: name?.certificateArn ?? placement.certificateArn,
     hostName: name?.hostName,
+    turn: turnSecret && { secret: turnSecret, realm: turnRealm(config) },
   });
   name?.pointAt(fleet.loadBalancer);
   acknowledgeFleetFindings(fleet);
   return fleet;
+}
+
+/** One realm for the whole tier: the credentials are the same for every region. */
+export function turnRealm(config: TierConfig): string {
+  return config.domainName ?? TURN_DEFAULTS.realm;
+}
+
+/**
+ * The TURN URLs the auth service hands out: the home fleet's (its own names), then each other
+ * region's under `nodes.<region>.<domainName>` (they deploy after the home stack, so their load
+ * balancers' names cannot be known; config requires `domainName` then), `turns:` where that region
+ * has a certificate.
+ */
+export function tierTurnUrls(config: TierConfig, homeFleet: SupernodeFleet | undefined): string[] {
+  const remote = config.fleets.filter(
+    (fleet) => fleet.region !== undefined && fleet.region !== config.homeRegion,
+  );
+  return [
+    ...(homeFleet?.turnUrls ?? []),
+    ...remote.flatMap((fleet) => {
+      if (!config.domainName) throw new Error('tierTurnUrls: fleets outside the home region need domainName');
+      const tls = fleet.certificateArn !== undefined || config.hostedZone !== undefined;
+      return turnUrls(`nodes.${fleet.region}.${config.domainName}`, tls);
+    }),
+  ];
 }

@@ -16,7 +16,7 @@ import { resourcesOf } from './tier';
 
 /**
  * The boot script of a launch template as the instance gets it, with CloudFormation references
- * rendered as placeholders (`REF:<logical id>`).
+ * rendered as placeholders (`REF:<logical id>`); a join of literals is joined, as CloudFormation does.
  */
 export function bootScriptOf(template: Template, command: 'node' | 'auth'): string {
   const lt = Object.values(resourcesOf(template, 'AWS::EC2::LaunchTemplate')).find((r) =>
@@ -26,9 +26,17 @@ export function bootScriptOf(template: Template, command: 'node' | 'auth'): stri
   const data = lt.Properties.LaunchTemplateData as {
     UserData: { 'Fn::Base64': { 'Fn::Join': [string, unknown[]] } };
   };
-  return data.UserData['Fn::Base64']['Fn::Join'][1]
-    .map((part) => (typeof part === 'string' ? part : `REF:${JSON.stringify(part).replace(/\W+/g, '_')}`))
-    .join('');
+  return data.UserData['Fn::Base64']['Fn::Join'][1].map(rendered).join('');
+}
+
+function rendered(part: unknown): string {
+  if (typeof part === 'string') return part;
+  const join = (part as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+  if (join?.[1].every((item) => typeof item === 'string' || (item as object)['Fn::Join' as never])) {
+    const items = join[1].map(rendered);
+    if (!items.some((item) => item.startsWith('REF:'))) return items.join(join[0]);
+  }
+  return `REF:${JSON.stringify(part).replace(/\W+/g, '_')}`;
 }
 
 /** The directories the script writes to: each is a variable at its top, pointed into a temp dir here. */
@@ -84,6 +92,8 @@ exit 0`,
   // Retries wait for nothing here.
   sleep: 'exit 0',
   systemctl: 'exit 0',
+  // Kernel settings of the instance, not of this machine.
+  sysctl: 'exit 0',
   dnf: 'exit 0',
   useradd: 'exit 0',
   chown: 'exit 0',

@@ -12,3 +12,9 @@ test('fleet stack of another region', () => {
   expect(fleets.map((stack) => stack.stackName)).toEqual(['SupernodeTier-eu-west-1']);
   expect(normalized(fleetTemplates[0])).toMatchSnapshot();
 });
+
+// Issue 14: TURN on (cdk.json plus turn=true): the layout a WebRTC deployment gets.
+test('home stack with turn=true', () => {
+  const { homeTemplate } = synthTier({ turn: true });
+  expect(normalized(homeTemplate)).toMatchSnapshot();
+});
