@@ -20,6 +20,7 @@ Commands:
   client      Sign up, log in and connect as a user (try the tier by hand)
   soak        Release gate: exit 0 only after /readyz stays ready for the soak period
   drill       Recreate the 2007 login storm and the 2010 supernode crash on a local tier, measured
+  console     The operator console (live nodes, sessions, mesh, admission) for a local tier or a fleet
 
 Run "supernode <command> --help" for the options of a command.`;
 
@@ -33,6 +34,7 @@ const commands: Record<string, Command> = {
   soak: runSoak,
   // Loaded on demand: the drills pull in the whole client side.
   drill: (argv) => (require('./drill/cli') as typeof import('./drill/cli')).runDrill(argv),
+  console: (argv) => (require('./web/index') as typeof import('./web/index')).runConsole(argv),
 };
 
 export async function main(argv: string[]): Promise<void> {

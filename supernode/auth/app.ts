@@ -2,6 +2,7 @@
  * The auth service as a Fastify plugin: typed errors for every bad request, then one route file per
  * concern. What the routes decide is in core/ (accounts, lockout, tokens, admission).
  */
+import cors from '@fastify/cors';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { Accounts } from './core/accounts';
 import type { HashPool } from './core/admission';
@@ -17,6 +18,7 @@ import { healthRoutes } from './routes/health';
 import { keyRoutes } from './routes/keys';
 import { metricsRoutes } from './routes/metrics';
 import { answer } from './routes/reply';
+import { statusRoutes } from './routes/status';
 import { tokenRoutes } from './routes/tokens';
 import { validationMessage } from './schemas';
 
@@ -32,6 +34,8 @@ export interface AuthAppOptions {
   metrics: AuthMetrics;
   hashQueue: number;
   adminToken: string | undefined;
+  /** Origins allowed to call from a browser (--cors-origins); none: no CORS headers at all. */
+  corsOrigins?: readonly string[];
 }
 
 export async function authApp(app: FastifyInstance, options: AuthAppOptions): Promise<void> {
@@ -64,6 +68,10 @@ export async function authApp(app: FastifyInstance, options: AuthAppOptions): Pr
     reply.send(answer(reply, refusal(404, 'not_found', 'no such route'))),
   );
 
+  // Before the routes, so a preflight is answered before any of them (and their error handling) runs.
+  if (options.corsOrigins?.length) {
+    await app.register(cors, { origin: [...options.corsOrigins], methods: ['GET', 'POST'], maxAge: 600 });
+  }
   await app.register(healthRoutes, { pool: options.pool, hashQueue: options.hashQueue });
   await app.register(metricsRoutes, { metrics: options.metrics });
   await app.register(keyRoutes, {
@@ -78,6 +86,12 @@ export async function authApp(app: FastifyInstance, options: AuthAppOptions): Pr
   });
   await app.register(tokenRoutes, { tokens: options.tokens, gates: options.gates, metrics: options.metrics });
   await app.register(adminRoutes, { accounts: options.accounts, adminToken: options.adminToken });
+  await app.register(statusRoutes, {
+    pool: options.pool,
+    metrics: options.metrics,
+    hashQueue: options.hashQueue,
+    adminToken: options.adminToken,
+  });
 }
 // Not encapsulated (what fastify-plugin does): the error and not-found handlers, the content-type rule
 // and the routes belong to the root instance, which server.ts listens with.

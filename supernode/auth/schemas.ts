@@ -16,6 +16,26 @@ export const PasswordChange = Type.Object(
   { additionalProperties: false },
 );
 export const RefreshBody = Type.Object({ refreshToken: RefreshToken }, { additionalProperties: false });
+/** One entry of RTCPeerConnection's `iceServers`, as the login and refresh answers carry it. */
+const IceServerAnswer = Type.Object(
+  {
+    urls: Type.Array(Type.String()),
+    username: Type.Optional(Type.String()),
+    credential: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+/** 200 of login and refresh (docs/auth.md#tokens); also what is serialized, so nothing else leaks out. */
+export const TokenAnswer = Type.Object(
+  {
+    tokenType: Type.Literal('Bearer'),
+    accessToken: Type.String(),
+    expiresIn: Type.Integer(),
+    refreshToken: Type.String(),
+    iceServers: Type.Optional(Type.Array(IceServerAnswer)),
+  },
+  { additionalProperties: false },
+);
 export const UsernameParams = Type.Object({ username: Username }, { additionalProperties: false });
 
 export type CredentialsBody = Static<typeof Credentials>;

@@ -2,8 +2,8 @@ import { type BuildOptions, build, buildSync } from 'esbuild';
 
 /**
  * The runtime as one CommonJS file for EC2: every dependency inlined, nothing to install on the
- * instance but Node. dynalite (native LevelDB, the local embedded store) stays out: in AWS the auth
- * service talks to DynamoDB.
+ * instance but Node. dynalite (native LevelDB, the local embedded store) and esbuild (the demo's
+ * browser SDK build) stay out: in AWS the auth service talks to DynamoDB and no node serves the demo.
  */
 function options(outfile: string): BuildOptions {
   return {
@@ -16,7 +16,9 @@ function options(outfile: string): BuildOptions {
     minify: false,
     sourcemap: false,
     legalComments: 'none',
-    external: ['dynalite'],
+    // esbuild builds the demo's browser SDK on a developer's machine (a native binary per platform);
+    // instances never serve the demo, and the console loads the demo lazily, surviving its absence.
+    external: ['dynalite', 'esbuild'],
     logLevel: 'warning',
     // The CLI starts only when run as the entry point; keep that check true in the bundle.
     banner: { js: '#!/usr/bin/env node' },

@@ -1,8 +1,17 @@
+/** One entry of RTCPeerConnection's `iceServers`: a TURN server of the tier and its credentials. */
+export interface IceServer {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
 /** Tokens as the auth service returns them, plus when the access token expires (ms since the epoch). */
 export interface Tokens {
   accessToken: string;
   refreshToken: string;
   expiresAt: number;
+  /** When the service hands out TURN (docs/auth.md#tokens): `new RTCPeerConnection({ iceServers })`. */
+  iceServers?: IceServer[];
 }
 
 /** The auth service answered with an error body; `code` is its typed `error` field. */
@@ -68,9 +77,27 @@ export class AuthClient {
 }
 
 function toTokens(body: Record<string, unknown>): Tokens {
-  return {
+  const tokens: Tokens = {
     accessToken: String(body.accessToken),
     refreshToken: String(body.refreshToken),
     expiresAt: Date.now() + Number(body.expiresIn) * 1000,
   };
+  const iceServers = toIceServers(body.iceServers);
+  if (iceServers) tokens.iceServers = iceServers;
+  return tokens;
+}
+
+/** The answer's `iceServers` if it has that shape; anything else is not handed to RTCPeerConnection. */
+function toIceServers(value: unknown): IceServer[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const servers: IceServer[] = [];
+  for (const entry of value as Array<Record<string, unknown> | null>) {
+    const urls = entry?.urls;
+    if (!Array.isArray(urls) || !urls.every((url) => typeof url === 'string')) return undefined;
+    const server: IceServer = { urls: [...urls] };
+    if (typeof entry?.username === 'string') server.username = entry.username;
+    if (typeof entry?.credential === 'string') server.credential = entry.credential;
+    servers.push(server);
+  }
+  return servers;
 }

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import type { Ack, Drain, Endpoint, LookupResult, ServerError } from '../protocol/messages';
 import type { AuthClient, Tokens } from './auth-client';
 import {
@@ -9,7 +8,7 @@ import {
   type Scheduler,
   systemScheduler,
 } from './backoff';
-import type { CredentialStore } from './credentials';
+import type { CredentialStore } from './credential-store';
 import {
   afterConnectFailure,
   afterDrain,
@@ -21,6 +20,7 @@ import {
   type Step,
   type Target,
 } from './decisions';
+import { Emitter } from './emitter';
 import { DEFAULT_RETRY_BUDGET, RetryBudget, type RetryBudgetOptions } from './retry-budget';
 import { type DeliveredMessage, SessionError, type SessionOptions, SupernodeSession } from './session';
 
@@ -144,7 +144,7 @@ type Pending = Step | 'credentials';
  * following the decision table in decisions.ts (docs/client.md). One step runs at a time, so at most
  * one refresh is ever in flight, and every wait is scheduled on the injected scheduler.
  */
-export class SupernodeClient extends EventEmitter<ClientEvents> {
+export class SupernodeClient extends Emitter<ClientEvents> {
   private readonly username: string;
   private readonly nodes: readonly string[];
   private readonly auths: readonly AuthApi[];

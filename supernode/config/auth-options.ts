@@ -1,7 +1,18 @@
 import { ConfigError, type OptionTable, type OptionValues, patterns } from './options';
+import { TURN_SECRET } from './turn-secrets';
 
 const { host: HOST, httpUrl: HTTP_URL, path: PATH } = patterns;
+/** RFC 7064/7065 URIs as RTCPeerConnection takes them: `turn:host:port?transport=udp`, `turns:...`. */
+const TURN_URL = {
+  regex: /^turns?:(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?(\?transport=(udp|tcp))?$/,
+  description: 'a turn: or turns: URL (turn:host[:port][?transport=udp|tcp])',
+};
 const NAME = { regex: /^[A-Za-z0-9_.-]{3,255}$/, description: '3-255 characters of A-Z a-z 0-9 _ . -' };
+/** A web origin as browsers send it in `Origin`: scheme, host and port, no path. */
+const ORIGIN = {
+  regex: /^https?:\/\/(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?$/,
+  description: 'an origin (http[s]://host[:port], no path)',
+};
 
 /** Every option of `supernode auth`; docs/configuration.md is generated from this table. */
 export const authOptionTable = {
@@ -269,6 +280,50 @@ export const authOptionTable = {
     pattern: { regex: /^[\w.:/@+=-]{1,255}$/, description: 'an Auto Scaling group name' },
     help: 'Value of the AutoScalingGroupName dimension; required with --cloudwatch.',
   },
+  turnUrls: {
+    kind: 'list',
+    env: 'AUTH_TURN_URLS',
+    default: [],
+    maxItems: 16,
+    item: TURN_URL,
+    help: 'TURN servers (the supernodes) to hand out: with them, login and refresh answers carry `iceServers` for RTCPeerConnection, with time-limited credentials signed by the first TURN secret.',
+  },
+  turnSecret: {
+    kind: 'string',
+    env: 'AUTH_TURN_SECRET',
+    pattern: TURN_SECRET,
+    help: "Shared secret of TURN's time-limited credentials (the supernodes' --turn-secret). For development and tests; in production use --turn-secret-file. With --turn-urls, give this or --turn-secret-file.",
+  },
+  turnSecretFile: {
+    kind: 'string',
+    env: 'AUTH_TURN_SECRET_FILE',
+    pattern: PATH,
+    help: 'File of TURN secrets, one a line, newest first (the same file the supernodes read): the first line signs. Re-read every --turn-secret-refresh-ms; a failed read keeps the last good secret.',
+  },
+  turnSecretRefreshMs: {
+    kind: 'int',
+    env: 'AUTH_TURN_SECRET_REFRESH_MS',
+    default: 60_000,
+    min: 100,
+    max: 86_400_000,
+    help: 'How often --turn-secret-file is re-read.',
+  },
+  turnCredentialTtlSec: {
+    kind: 'int',
+    env: 'AUTH_TURN_CREDENTIAL_TTL_SEC',
+    default: 86_400,
+    min: 60,
+    max: 604_800,
+    help: "Lifetime of the TURN credentials in `iceServers`. An allocation cannot be refreshed past it, so it bounds how long a call can keep its relay; a retired secret must stay in the supernodes' file this long.",
+  },
+  corsOrigins: {
+    kind: 'list',
+    env: 'AUTH_CORS_ORIGINS',
+    default: [],
+    maxItems: 32,
+    item: ORIGIN,
+    help: 'Web origins whose pages may call the API from a browser (CORS), e.g. the demo page. None by default: no CORS headers, so browsers refuse cross-origin calls.',
+  },
   logLevel: {
     kind: 'enum',
     env: 'AUTH_LOG_LEVEL',
@@ -294,6 +349,22 @@ export function checkAuthConfig(config: AuthConfig): AuthConfig {
   }
   if (config.lockoutMaxSec < config.lockoutBaseSec) {
     throw new ConfigError('--lockout-max-sec (AUTH_LOCKOUT_MAX_SEC) must be at least --lockout-base-sec');
+  }
+  if (config.turnSecret && config.turnSecretFile) {
+    throw new ConfigError(
+      'give at most one of --turn-secret (AUTH_TURN_SECRET) and --turn-secret-file (AUTH_TURN_SECRET_FILE)',
+    );
+  }
+  const hasTurnSecret = Boolean(config.turnSecret || config.turnSecretFile);
+  if (config.turnUrls.length > 0 && !hasTurnSecret) {
+    throw new ConfigError(
+      '--turn-secret (AUTH_TURN_SECRET) or --turn-secret-file (AUTH_TURN_SECRET_FILE) is required with --turn-urls',
+    );
+  }
+  if (hasTurnSecret && config.turnUrls.length === 0) {
+    throw new ConfigError(
+      '--turn-urls (AUTH_TURN_URLS) is required with a TURN secret: without it there is nothing to hand out',
+    );
   }
   return config;
 }

@@ -1,4 +1,5 @@
 import { authOptionTable } from './auth-options';
+import { consoleOptionTable } from './console-options';
 import { crashOptionTable, stormOptionTable } from './drill-options';
 import { localOptionTable } from './local-options';
 import { nodeOptionTable } from './node-options';
@@ -40,6 +41,10 @@ export function configurationMarkdown(): string {
     '`AWS_ENDPOINT_URL_DYNAMODB` from the environment.',
     '',
     ...section('Local tier', 'supernode local [options] (npm start)', localOptionTable),
+    ...section('Operator console', 'supernode console [options]', consoleOptionTable),
+    "Rules across options: at least one of `--url` and `--auth-url`. Each `--url` is one supernode's",
+    'own HTTP address (its `/status` is loopback-only: see docs/console.md for a fleet).',
+    '',
     ...section('Release gate', 'supernode soak [options]', soakOptionTable),
     ...section('Storm drill', 'supernode drill storm [options]', stormOptionTable),
     ...section('Crash drill', 'supernode drill crash [options]', crashOptionTable),

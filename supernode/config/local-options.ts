@@ -18,6 +18,14 @@ export const localOptionTable = {
     max: 65_535,
     help: 'Port of the auth service.',
   },
+  consolePort: {
+    kind: 'int',
+    env: 'CONSOLE_PORT',
+    default: 8090,
+    min: 1,
+    max: 65_535,
+    help: 'Port of the operator console (/console) and the demo app (/demo/).',
+  },
   meshBasePort: {
     kind: 'int',
     env: 'SUPERNODE_LOCAL_MESH_BASE_PORT',
@@ -48,7 +56,13 @@ export const localOptionTable = {
     default: 3478,
     min: 0,
     max: 65_535,
-    help: 'UDP port of STUN on the first supernode.',
+    help: 'UDP port of STUN on the first supernode; with --turn, the UDP and TCP port of TURN (which answers STUN too) on the first supernode, the others following.',
+  },
+  turn: {
+    kind: 'bool',
+    env: 'SUPERNODE_LOCAL_TURN',
+    default: true,
+    help: 'Serve TURN on every supernode, with a secret made for this run and given to the supernodes and the auth service (whose login answers then carry iceServers); relays to loopback allowed. The banner prints a working iceServers example.',
   },
   drainTimeoutMs: {
     kind: 'int',

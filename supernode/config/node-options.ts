@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { S3_URL } from '../shared/s3';
 import { ConfigError, type OptionTable, type OptionValues, patterns } from './options';
+import { readTurnSecrets, TURN_SECRET } from './turn-secrets';
 
 const { host: HOST, httpUrl: HTTP_URL, path: PATH } = patterns;
 /** Where the polled documents may come from: the auth service, or the S3 copy it publishes. */
@@ -10,6 +12,9 @@ const SOURCE_URL = {
 };
 const MESH_SECRET = { regex: /^\S{32,512}$/, description: '32-512 non-space characters' };
 const NODE_ID = { regex: /^[A-Za-z0-9._:-]{1,64}$/, description: '1-64 characters of A-Z a-z 0-9 . _ : -' };
+/** Shapes only: the TURN server checks the address itself, and checkNodeConfig that it is an IP. */
+const IP = { regex: /^[0-9A-Fa-f.:]{2,45}$/, description: 'an IPv4 or IPv6 address' };
+const CIDR = { regex: /^[0-9A-Fa-f.:]{2,45}(\/\d{1,3})?$/, description: 'an IP address or CIDR (a.b.c.d/n)' };
 const WS_URL = { regex: /^wss?:\/\/[^\s,]{1,250}$/, description: 'a ws:// or wss:// URL' };
 
 /** Every option of `supernode node`; docs/configuration.md is generated from this table. */
@@ -228,7 +233,7 @@ export const nodeOptionTable = {
     kind: 'string',
     env: 'SUPERNODE_STUN_HOST',
     pattern: HOST,
-    help: 'Address the STUN socket binds to.',
+    help: 'Address the STUN socket binds to (with --turn, the TURN listeners and relay sockets).',
     defaultHelp: 'same as --host',
   },
   stunPort: {
@@ -237,7 +242,123 @@ export const nodeOptionTable = {
     default: 3478,
     min: 0,
     max: 65535,
-    help: 'UDP port for STUN (0 picks a free port).',
+    help: 'UDP port for STUN (0 picks a free port); with --turn, the UDP and TCP port of TURN, which answers STUN Binding there too.',
+  },
+  turn: {
+    kind: 'bool',
+    env: 'SUPERNODE_TURN',
+    default: false,
+    help: 'Serve TURN (RFC 8656, docs/turn.md) on UDP and TCP at --stun-host/--stun-port, with time-limited credentials from --turn-secret or --turn-secret-file. The TURN server answers STUN Binding itself, so the plain STUN server is not started (whatever --stun says).',
+  },
+  turnSecret: {
+    kind: 'string',
+    env: 'SUPERNODE_TURN_SECRET',
+    pattern: TURN_SECRET,
+    help: "Shared secret of TURN's time-limited credentials (the auth service's --turn-secret). For development and tests; in production use --turn-secret-file. With --turn, give this or --turn-secret-file.",
+  },
+  turnSecretFile: {
+    kind: 'string',
+    env: 'SUPERNODE_TURN_SECRET_FILE',
+    pattern: PATH,
+    help: 'File of TURN secrets, one a line, newest first; any of them is accepted. Re-read every --turn-secret-refresh-ms, so a rotation with overlap needs no restart (a failed read keeps the last good list).',
+  },
+  turnSecretRefreshMs: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_SECRET_REFRESH_MS',
+    default: 60_000,
+    min: 100,
+    max: 86_400_000,
+    help: 'How often --turn-secret-file is re-read.',
+  },
+  turnRealm: {
+    kind: 'string',
+    env: 'SUPERNODE_TURN_REALM',
+    default: 'supernode',
+    pattern: { regex: /^[A-Za-z0-9._-]{1,128}$/, description: '1-128 characters of A-Z a-z 0-9 . _ -' },
+    help: 'REALM of the TURN long-term credentials.',
+  },
+  turnExternalAddress: {
+    kind: 'string',
+    env: 'SUPERNODE_TURN_EXTERNAL_ADDRESS',
+    pattern: IP,
+    help: "IP address advertised in XOR-RELAYED-ADDRESS, where peers send relayed data (in AWS the instance's public IP, from IMDSv2). Required when --stun-host (or --host) is a wildcard.",
+    defaultHelp: 'the address TURN binds (--stun-host, else --host)',
+  },
+  turnMinPort: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_MIN_PORT',
+    default: 49_152,
+    min: 1,
+    max: 65_535,
+    help: 'Lowest UDP port of the relay range (one port per allocation; open the range to the world).',
+  },
+  turnMaxPort: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_MAX_PORT',
+    default: 65_535,
+    min: 1,
+    max: 65_535,
+    help: 'Highest UDP port of the relay range.',
+  },
+  turnTlsCertFile: {
+    kind: 'string',
+    env: 'SUPERNODE_TURN_TLS_CERT_FILE',
+    pattern: PATH,
+    help: 'PEM certificate chain for TURN over TLS (turns:); with --turn-tls-key-file, TLS is served on --turn-tls-port.',
+  },
+  turnTlsKeyFile: {
+    kind: 'string',
+    env: 'SUPERNODE_TURN_TLS_KEY_FILE',
+    pattern: PATH,
+    help: 'PEM private key of --turn-tls-cert-file.',
+  },
+  turnTlsPort: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_TLS_PORT',
+    default: 5349,
+    min: 0,
+    max: 65_535,
+    help: 'TCP port of TURN over TLS (0 picks a free port).',
+  },
+  turnMaxAllocations: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_MAX_ALLOCATIONS',
+    default: 10_000,
+    min: 1,
+    max: 1_000_000,
+    help: 'TURN allocations on this node; beyond, Allocate gets 508 Insufficient Capacity. Each holds a UDP socket (a file descriptor).',
+  },
+  turnMaxAllocationsPerUser: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_MAX_ALLOCATIONS_PER_USER',
+    default: 16,
+    min: 1,
+    max: 10_000,
+    help: 'TURN allocations one user may hold on this node; beyond, 486 Allocation Quota Reached.',
+  },
+  turnAllocationBytesPerSecond: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_ALLOCATION_BYTES_PER_SECOND',
+    default: 1_250_000,
+    min: 0,
+    max: 1_000_000_000,
+    help: 'Relayed bytes/s per allocation, both ways together, with one second of burst; more is dropped (0: unlimited).',
+  },
+  turnUserBytesPerSecond: {
+    kind: 'int',
+    env: 'SUPERNODE_TURN_USER_BYTES_PER_SECOND',
+    default: 2_500_000,
+    min: 0,
+    max: 1_000_000_000,
+    help: 'Relayed bytes/s per user over all their allocations on this node (0: unlimited).',
+  },
+  turnAllowPeers: {
+    kind: 'list',
+    env: 'SUPERNODE_TURN_ALLOW_PEERS',
+    default: [],
+    maxItems: 16,
+    item: CIDR,
+    help: 'CIDRs relays may reach although they are refused by default (loopback, private, link-local and metadata addresses). For tests and the local tier only (e.g. 127.0.0.0/8); never in production.',
   },
   cloudwatch: {
     kind: 'bool',
@@ -417,6 +538,7 @@ export function checkNodeConfig(config: NodeConfig): NodeConfig {
       '--auto-scaling-group (SUPERNODE_AUTO_SCALING_GROUP) is required with --lifecycle-hook',
     );
   }
+  checkTurnConfig(config);
   return config;
 }
 
@@ -442,3 +564,52 @@ export function meshSecretOf(config: NodeConfig): string | undefined {
   }
   return secret;
 }
+
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/** The TURN rules across options; they apply whether or not --turn is on, so a typo shows at once. */
+function checkTurnConfig(config: NodeConfig): void {
+  if (config.turnSecret && config.turnSecretFile) {
+    throw new ConfigError(
+      'give at most one of --turn-secret (SUPERNODE_TURN_SECRET) and --turn-secret-file (SUPERNODE_TURN_SECRET_FILE)',
+    );
+  }
+  if (config.turn && !config.turnSecret && !config.turnSecretFile) {
+    throw new ConfigError(
+      '--turn-secret (SUPERNODE_TURN_SECRET) or --turn-secret-file (SUPERNODE_TURN_SECRET_FILE) is required with --turn',
+    );
+  }
+  if (config.turnMinPort > config.turnMaxPort) {
+    throw new ConfigError(
+      `--turn-min-port (SUPERNODE_TURN_MIN_PORT) must not exceed --turn-max-port (SUPERNODE_TURN_MAX_PORT); got ${config.turnMinPort}-${config.turnMaxPort}`,
+    );
+  }
+  if (Boolean(config.turnTlsCertFile) !== Boolean(config.turnTlsKeyFile)) {
+    throw new ConfigError(
+      '--turn-tls-cert-file (SUPERNODE_TURN_TLS_CERT_FILE) and --turn-tls-key-file (SUPERNODE_TURN_TLS_KEY_FILE) go together',
+    );
+  }
+  const external = config.turnExternalAddress;
+  if (external !== undefined && (isIP(external) === 0 || WILDCARDS.has(external))) {
+    throw new ConfigError(
+      `--turn-external-address (SUPERNODE_TURN_EXTERNAL_ADDRESS) must be the IP address peers reach this node at; got ${JSON.stringify(external)}`,
+    );
+  }
+  const bound = config.stunHost ?? config.host;
+  if (config.turn && external === undefined && WILDCARDS.has(bound)) {
+    throw new ConfigError(
+      `--turn-external-address (SUPERNODE_TURN_EXTERNAL_ADDRESS) is required with --turn when TURN binds ${bound} (--stun-host, else --host): a wildcard cannot be advertised to peers`,
+    );
+  }
+}
+
+/**
+ * The TURN secrets, newest first: --turn-secret, or the lines of --turn-secret-file (read now; errors
+ * name the file, never a secret).
+ */
+export function turnSecretsOf(config: NodeConfig): string[] {
+  if (!config.turnSecretFile) return config.turnSecret ? [config.turnSecret] : [];
+  return readTurnSecrets(config.turnSecretFile, TURN_SECRET_FILE_OPTION);
+}
+
+export const TURN_SECRET_FILE_OPTION = '--turn-secret-file (SUPERNODE_TURN_SECRET_FILE)';

@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { iceServersFor } from '../auth/index';
+import { authOptionTable } from '../config/auth-options';
 import { localOptionTable } from '../config/local-options';
 import { ConfigError, helpText, parseOptions } from '../config/options';
 import { writeAtomically } from '../shared/files';
@@ -17,7 +19,7 @@ const STOP_GRACE_MS = 15_000;
 interface Component {
   /** As in the banner: "auth service", "supernode local-1". */
   name: string;
-  command: 'auth' | 'node';
+  command: 'auth' | 'node' | 'console';
   readyUrl: string;
   ports: PortUse[];
   env: NodeJS.ProcessEnv;
@@ -58,6 +60,7 @@ export async function runLocalTier(argv: string[]): Promise<void> {
   const revocationsFile = join(options.dataDir, 'auth', 'revocations.json');
   const urls = Array.from({ length: options.nodes }, (_, i) => `ws://${host}:${options.basePort + i}`);
   const meshPeers = urls.map((_, i) => `local-${i + 1}@ws://${host}:${options.meshBasePort + i}`).join(',');
+  const turn = options.turn ? localTurn(host, options.stunPort, options.nodes) : undefined;
 
   const auth: Component = {
     name: 'auth service',
@@ -69,6 +72,9 @@ export async function runLocalTier(argv: string[]): Promise<void> {
       AUTH_PORT: String(options.authPort),
       AUTH_DATA_DIR: options.dataDir,
       AUTH_LOG_LEVEL: options.logLevel,
+      ...(turn && { AUTH_TURN_URLS: turn.urls.join(','), AUTH_TURN_SECRET: turn.secret }),
+      // The demo page is served by the console, on another origin: the browser needs CORS to log in.
+      AUTH_CORS_ORIGINS: `http://${host.includes(':') ? `[${host}]` : host}:${options.consolePort}`,
     },
   };
   const nodes: Component[] = urls.map((url, i) => {
@@ -83,7 +89,10 @@ export async function runLocalTier(argv: string[]): Promise<void> {
       },
     ];
     // Port 0 lets the OS choose: nothing to check.
-    if (i === 0 && options.stunPort > 0)
+    if (turn) {
+      for (const protocol of ['udp', 'tcp'] as const)
+        ports.push({ port: turn.ports[i], protocol, what: `TURN of ${name}`, option: 'stunPort' });
+    } else if (i === 0 && options.stunPort > 0)
       ports.push({ port: options.stunPort, protocol: 'udp', what: `STUN of ${name}`, option: 'stunPort' });
     return {
       name,
@@ -106,12 +115,37 @@ export async function runLocalTier(argv: string[]): Promise<void> {
         SUPERNODE_MESH_PORT: String(options.meshBasePort + i),
         SUPERNODE_MESH_PEERS: meshPeers,
         SUPERNODE_STUN: i === 0 ? 'true' : 'false',
-        SUPERNODE_STUN_PORT: String(options.stunPort),
+        SUPERNODE_STUN_PORT: String(turn ? turn.ports[i] : options.stunPort),
         SUPERNODE_LOG_LEVEL: options.logLevel,
+        ...(turn && {
+          SUPERNODE_TURN: 'true',
+          SUPERNODE_TURN_SECRET: turn.secret,
+          // Local peers are loopback addresses, which a TURN server in AWS must never relay to.
+          SUPERNODE_TURN_ALLOW_PEERS: '127.0.0.0/8,::1',
+        }),
       },
     };
   });
-  const components = [auth, ...nodes];
+  const consoleUrl = `http://${host}:${options.consolePort}`;
+  // A component like the others (not in this process): it stops on the same SIGTERM, and a crash of
+  // it leaves the tier running.
+  const operatorConsole: Component = {
+    name: 'console',
+    command: 'console',
+    readyUrl: consoleUrl,
+    ports: [{ port: options.consolePort, protocol: 'tcp', what: 'the console', option: 'consolePort' }],
+    env: {
+      CONSOLE_HOST: host,
+      CONSOLE_PORT: String(options.consolePort),
+      CONSOLE_URLS: urls.map((url) => url.replace(/^ws/, 'http')).join(','),
+      CONSOLE_AUTH_URL: authUrl,
+      // The drills' default output (DRILL_OUT) under the same data directory.
+      CONSOLE_DRILL_DIR: join(options.dataDir, 'drills'),
+      CONSOLE_LOG_LEVEL: options.logLevel,
+      ...(process.env.AUTH_ADMIN_TOKEN && { CONSOLE_AUTH_ADMIN_TOKEN: process.env.AUTH_ADMIN_TOKEN }),
+    },
+  };
+  const components = [auth, ...nodes, operatorConsole];
 
   const allPorts = components.flatMap((c) => c.ports);
   const clash = clashes(allPorts);
@@ -155,8 +189,9 @@ export async function runLocalTier(argv: string[]): Promise<void> {
       c.signalled = true;
       c.child.kill('SIGTERM');
     };
-    nodes.forEach(terminate);
-    await Promise.all(nodes.map(exited));
+    // The console first, with the supernodes: nobody is watching the tier stop.
+    [operatorConsole, ...nodes].forEach(terminate);
+    await Promise.all([operatorConsole, ...nodes].map(exited));
     terminate(auth);
     await exited(auth);
     clearTimeout(backstop);
@@ -260,8 +295,8 @@ export async function runLocalTier(argv: string[]): Promise<void> {
   // The auth service first: it owns the store and writes the key set the supernodes read.
   start(auth);
   if (!(await becameReady(auth))) return;
-  nodes.forEach(start);
-  const ready = await Promise.all(nodes.map(becameReady));
+  [...nodes, operatorConsole].forEach(start);
+  const ready = await Promise.all([...nodes, operatorConsole].map(becameReady));
   if (!ready.every(Boolean) || phase !== 'starting') return;
   phase = 'running';
 
@@ -275,8 +310,12 @@ export async function runLocalTier(argv: string[]): Promise<void> {
         (url, i) =>
           `  supernode local-${i + 1}  ${url}/v1/session   ready: ${url.replace(/^ws/, 'http')}/readyz`,
       ),
-      `  STUN (UDP)         ${host}:${options.stunPort}`,
+      turn
+        ? `  TURN (UDP, TCP)    ${turn.ports.map((port) => `${host}:${port}`).join(', ')}   (STUN Binding too)`
+        : `  STUN (UDP)         ${host}:${options.stunPort}`,
       `  public keys        ${jwksFile}`,
+      `  console: ${consoleUrl}/console`,
+      `  demo: ${consoleUrl}/demo/`,
       '',
       'Try it (two terminals):',
       `  ${cli} signup --username alice --password 'alice-secret-1'`,
@@ -285,6 +324,7 @@ export async function runLocalTier(argv: string[]): Promise<void> {
       `  ${cli} connect --username alice --node ${urls[urls.length - 1]} --lookup bob --send bob --message hi --wait-ms 1000`,
       '  (bob and alice sit on different supernodes: the lookup and the message cross the mesh)',
       '',
+      ...(turn ? turnBanner(turn, authUrl) : []),
       `Ctrl-C drains and stops everything; the next start reuses the accounts and keys in ${options.dataDir}/.`,
     ].join('\n'),
   );
@@ -299,4 +339,46 @@ async function loadOrCreateSecret(path: string): Promise<string> {
     await writeAtomically(path, secret, 0o600);
     return secret;
   }
+}
+
+/** TURN of the local tier: node i on `stunPort + i`, one secret for this run, the URLs auth hands out. */
+interface LocalTurn {
+  ports: number[];
+  secret: string;
+  urls: string[];
+}
+
+function localTurn(host: string, stunPort: number, nodes: number): LocalTurn {
+  // The auth service hands out every node's URL, so each port must be known before the nodes start.
+  if (stunPort === 0) {
+    throw new ConfigError(
+      '--stun-port 0 (SUPERNODE_STUN_PORT) cannot be used with --turn: the auth service must know each TURN port; give a port or --no-turn',
+    );
+  }
+  if (stunPort + nodes - 1 > 65_535) {
+    throw new ConfigError(
+      `--stun-port (SUPERNODE_STUN_PORT) ${stunPort} leaves no TURN port for ${nodes} supernodes`,
+    );
+  }
+  const ports = Array.from({ length: nodes }, (_, i) => stunPort + i);
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const urls = ports.flatMap((port) => [
+    `turn:${hostPart}:${port}?transport=udp`,
+    `turn:${hostPart}:${port}?transport=tcp`,
+  ]);
+  // New each run: credentials of an earlier run stop working, nothing is written to disk.
+  return { ports, secret: randomBytes(32).toString('base64url'), urls };
+}
+
+/** A working iceServers example, minted for a demo user, and where a client gets its own. */
+function turnBanner(turn: LocalTurn, authUrl: string): string[] {
+  const ttlSec = authOptionTable.turnCredentialTtlSec.default;
+  const example = JSON.stringify(iceServersFor(turn.urls, turn.secret, 'demo', ttlSec));
+  return [
+    `WebRTC through the tier (TURN relay): iceServers minted now for user "demo", valid ${ttlSec / 3600} h:`,
+    `  const iceServers = ${example};`,
+    "  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: 'relay' });",
+    `  Each login (and refresh) answer carries a user's own: curl -s ${authUrl}/v1/login -H 'content-type: application/json' -d '{"username":"alice","password":"alice-secret-1"}'`,
+    '',
+  ];
 }

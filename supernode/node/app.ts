@@ -1,6 +1,6 @@
 /**
  * The supernode as a Fastify plugin: one route file per concern (the session upgrade, health and
- * readiness, metrics, admin).
+ * readiness, metrics, admin, the console's status).
  * Everything the routes do is in the core (core/sessions.ts) and the metrics module.
  */
 import type { FastifyInstance } from 'fastify';
@@ -10,6 +10,7 @@ import { adminRoutes } from './routes/admin';
 import { healthRoutes } from './routes/health';
 import { metricsRoutes } from './routes/metrics';
 import { sessionRoutes } from './routes/session';
+import { statusRoutes } from './routes/status';
 
 export interface SupernodeAppOptions {
   core: SessionCore;
@@ -27,6 +28,12 @@ export async function supernodeApp(app: FastifyInstance, options: SupernodeAppOp
   await app.register(healthRoutes, { core, nodeId: options.nodeId, capacity: options.capacity });
   await app.register(metricsRoutes, { metrics: options.metrics });
   await app.register(adminRoutes, { core, drainTimeoutMs: options.drainTimeoutMs, drain: options.drain });
+  await app.register(statusRoutes, {
+    core,
+    metrics: options.metrics,
+    nodeId: options.nodeId,
+    capacity: options.capacity,
+  });
 }
 // Not encapsulated (what fastify-plugin does): the routes and the session route's preClose goodbye
 // belong to the root instance that server.ts listens with and closes.

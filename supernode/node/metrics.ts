@@ -1,8 +1,10 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { TurnSecretFile } from '../config/turn-secrets';
 import type { Mesh } from '../mesh/mesh';
 import type { MetricSample } from '../metrics/cloudwatch';
 import { metricsText } from '../shared/prometheus';
+import type { TurnServer } from '../turn/server';
 import type { TerminationWatch } from './termination-watch';
 
 /**
@@ -32,6 +34,8 @@ export type DisconnectReason =
   | 'frame_too_large'
   | 'drained';
 
+const TURN_ALLOCATION_EVENTS = new Set(['allocated', 'refreshed', 'deleted', 'expired']);
+
 /**
  * Plain counters on the hot path (an increment is one add); Prometheus and CloudWatch read them on
  * their own schedule, so neither adds cost per message.
@@ -49,6 +53,8 @@ export class NodeStats {
   readonly refusals = new Map<RefusalReason, number>();
   readonly disconnects = new Map<DisconnectReason, number>();
   readonly stun = new Map<string, number>();
+  /** TURN allocation events by kind (allocated, refreshed, deleted, expired), from the server's hook. */
+  readonly turnEvents = new Map<string, number>();
 
   refuse(reason: RefusalReason): void {
     this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
@@ -58,6 +64,11 @@ export class NodeStats {
   }
   stunOutcome(outcome: string): void {
     this.stun.set(outcome, (this.stun.get(outcome) ?? 0) + 1);
+  }
+  /** Refusals and drops are counted by the TURN server itself (its `stats`); only events go here. */
+  turnOutcome(outcome: string): void {
+    if (TURN_ALLOCATION_EVENTS.has(outcome))
+      this.turnEvents.set(outcome, (this.turnEvents.get(outcome) ?? 0) + 1);
   }
   totalRefusals(): number {
     let sum = 0;
@@ -115,7 +126,8 @@ export class NodeMetrics {
   private readonly processRegistry = new Registry();
   readonly stats = new NodeStats();
   private readonly eventLoop = new EventLoopDelayWindow(10_000);
-  private lastCloudWatch = { registrations: 0, relayed: 0, refusals: 0 };
+  private lastCloudWatch = { registrations: 0, relayed: 0, refusals: 0, turnBytes: 0 };
+  private turn: TurnServer | undefined;
   private readonly lastRefusals = new Map<RefusalReason, number>();
   /** Time to answer a lookup through the mesh directory (owner round trip included). */
   readonly lookupSeconds = new Histogram({
@@ -133,16 +145,7 @@ export class NodeMetrics {
     const gauge = (name: string, help: string, read: () => number) => this.gauge(name, help, read);
     const counter = (name: string, help: string, read: () => number) => this.counter(name, help, read);
     const labelled = (name: string, help: string, label: string, read: () => Map<string, number>) =>
-      new Counter({
-        name,
-        help,
-        labelNames: [label],
-        registers,
-        collect() {
-          this.reset();
-          for (const [value, count] of read()) this.inc({ [label]: value }, count);
-        },
-      });
+      this.labelledCounter(name, help, label, read);
     gauge('supernode_sessions', 'Authenticated client sessions on this node', gauges.sessions);
     gauge('supernode_connections_pending', 'Connections not yet authenticated', gauges.pendingConnections);
     gauge('supernode_users', 'Distinct users with at least one session', gauges.users);
@@ -223,6 +226,26 @@ export class NodeMetrics {
     });
   }
 
+  /** A counter with one label, read at scrape time from per-value counts the hot path keeps. */
+  labelledCounter(
+    name: string,
+    help: string,
+    label: string,
+    read: () => Iterable<[string, number]>,
+    registry = this.registry,
+  ): void {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [value, count] of read()) this.inc({ [label]: value }, count);
+      },
+    });
+  }
+
   /** The figures CloudWatch gets each interval: gauges as they are, counters as the change since last time. */
   cloudWatchSamples(): MetricSample[] {
     const stats = this.stats;
@@ -230,6 +253,7 @@ export class NodeMetrics {
       registrations: stats.registrations,
       relayed: stats.relayedMessages,
       refusals: stats.totalRefusals(),
+      turnBytes: this.turn ? this.turn.stats.bytesToPeer + this.turn.stats.bytesToClient : 0,
     };
     const last = this.lastCloudWatch;
     this.lastCloudWatch = now;
@@ -242,6 +266,12 @@ export class NodeMetrics {
       { name: 'SessionsRefused', value: now.refusals - last.refusals, unit: 'Count' },
       ...this.refusalsByReason(),
       { name: 'EventLoopDelayP99', value: this.eventLoop.get().p99 * 1000, unit: 'Milliseconds' },
+      ...(this.turn
+        ? [
+            { name: 'TurnAllocations', value: this.turn.stats.allocationsActive, unit: 'Count' as const },
+            { name: 'TurnRelayedBytes', value: now.turnBytes - last.turnBytes, unit: 'Bytes' as const },
+          ]
+        : []),
     ];
   }
 
@@ -302,6 +332,79 @@ export class NodeMetrics {
       'Lookups that asked the next owner',
       () => mesh.stats.lookupFallbacks,
     );
+  }
+
+  /**
+   * The TURN server of a node with --turn: read from its plain `stats` counters at scrape time, so the
+   * relay path pays nothing for them; allocation events come through `stats.turnOutcome`.
+   */
+  addTurn(turn: TurnServer, secretFile?: TurnSecretFile): void {
+    this.turn = turn;
+    const gauge = (name: string, help: string, read: () => number) =>
+      this.gauge(name, help, read, this.subsystemRegistry);
+    const counter = (name: string, help: string, read: () => number) =>
+      this.counter(name, help, read, this.subsystemRegistry);
+    const labelled = (name: string, help: string, label: string, read: () => Iterable<[string, number]>) =>
+      this.labelledCounter(name, help, label, read, this.subsystemRegistry);
+    const stats = turn.stats;
+    gauge('supernode_turn_allocations', 'TURN allocations on this node', () => stats.allocationsActive);
+    gauge(
+      'supernode_turn_permissions',
+      'TURN permissions of live allocations',
+      () => stats.permissionsActive,
+    );
+    gauge('supernode_turn_channels', 'TURN channels of live allocations', () => stats.channelsActive);
+    gauge('supernode_turn_tcp_connections', 'TURN clients on TCP and TLS', () => stats.tcpConnections);
+    gauge(
+      'supernode_turn_relay_ports_in_use',
+      'Relay ports held by allocations and reservations',
+      () => turn.relayPorts.inUse,
+    );
+    gauge('supernode_turn_draining', '1 once TURN stopped taking allocations (drain)', () =>
+      turn.isDraining ? 1 : 0,
+    );
+    labelled(
+      'supernode_turn_allocation_events_total',
+      'TURN allocations allocated, refreshed, deleted (Refresh 0 or TCP closed) and expired',
+      'event',
+      () => this.stats.turnEvents,
+    );
+    labelled(
+      'supernode_turn_relayed_packets_total',
+      'Datagrams relayed by TURN, by direction',
+      'direction',
+      () => Object.entries({ to_peer: stats.packetsToPeer, to_client: stats.packetsToClient }),
+    );
+    labelled(
+      'supernode_turn_relayed_bytes_total',
+      'Payload bytes relayed by TURN, by direction',
+      'direction',
+      () => Object.entries({ to_peer: stats.bytesToPeer, to_client: stats.bytesToClient }),
+    );
+    labelled(
+      'supernode_turn_refusals_total',
+      'TURN error responses by STUN error code (401 includes every first challenge)',
+      'code',
+      () => Object.entries(stats.refusals),
+    );
+    labelled(
+      'supernode_turn_dropped_total',
+      'TURN messages and packets neither answered nor relayed, by reason',
+      'reason',
+      () => Object.entries(stats.dropped),
+    );
+    if (secretFile) {
+      counter(
+        'supernode_turn_secret_reloads_total',
+        'Changed TURN secret lists applied from the secret file',
+        () => secretFile.reloads,
+      );
+      counter(
+        'supernode_turn_secret_reload_failures_total',
+        'Reads of the TURN secret file that failed (the last good secrets kept)',
+        () => secretFile.failures,
+      );
+    }
   }
 
   /** The lifecycle-hook drain of a node that watches for its own termination. */

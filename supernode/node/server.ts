@@ -17,6 +17,7 @@ import { KeyStore } from './keys';
 import { NodeMetrics } from './metrics';
 import { RevocationList } from './revocations';
 import type { TerminationWatch } from './termination-watch';
+import { buildNodeTurn, type NodeTurn } from './turn';
 
 export type { ReadyState } from './core/sessions';
 
@@ -36,13 +37,28 @@ export interface Supernode {
   readonly mesh: Mesh | undefined;
   /** With --lifecycle-hook: watches for the instance's termination, drains, completes the hook. */
   readonly termination: TerminationWatch | undefined;
-  /** Starts STUN, the mesh listener and the HTTP/WebSocket listener, then the CloudWatch publisher. */
-  listen(): Promise<{ port: number; url: string; stunPort?: number; meshPort?: number }>;
+  /** With --turn: the TURN server (which also answers STUN Binding) and its secret file. */
+  readonly turn: NodeTurn | undefined;
+  /** Starts STUN or TURN, the mesh listener and the HTTP/WebSocket listener, then the CloudWatch publisher. */
+  listen(): Promise<ListenAddress>;
   readyState(): ReadyState;
   sessionCount(): number;
   /** Stops taking sessions, tells clients to move, waits for them up to the deadline, then closes. */
   drain(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Where a node listens once listen() has resolved. */
+export interface ListenAddress {
+  port: number;
+  url: string;
+  /** STUN Binding: the StunServer's port, or with --turn the TURN port (which answers Binding too). */
+  stunPort?: number;
+  meshPort?: number;
+  /** With --turn: UDP and TCP. */
+  turnPort?: number;
+  /** With --turn and a TLS certificate. */
+  turnTlsPort?: number;
 }
 
 export function buildSupernode(options: SupernodeOptions = {}): Supernode {
@@ -56,6 +72,11 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   // Read before anything starts: a bad secret file stops the node like a bad option.
   const meshSecret = config.mesh ? meshSecretOf(config) : undefined;
   const log = logger ?? createLogger(config.logLevel, 'supernode');
+  // With --turn, the TURN server takes the STUN port and answers Binding itself. Built (its secret and
+  // TLS files read) before anything else, so a bad file stops the node like a bad option.
+  const turn = config.turn
+    ? buildNodeTurn(config, log, (outcome) => metrics.stats.turnOutcome(outcome))
+    : undefined;
   const keys = new KeyStore({
     jwksUrl: config.jwksUrl,
     jwksFile: config.jwksFile,
@@ -102,15 +123,17 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     : undefined;
   core.mesh = mesh;
   if (mesh) metrics.addMesh(mesh);
-  const stun = config.stun
-    ? new StunServer({
-        host: config.stunHost ?? config.host,
-        port: config.stunPort,
-        software: 'supernode',
-        log,
-        onOutcome: (outcome) => metrics.stats.stunOutcome(outcome),
-      })
-    : undefined;
+  if (turn) metrics.addTurn(turn.server, turn.secretFile);
+  const stun =
+    config.stun && !turn
+      ? new StunServer({
+          host: config.stunHost ?? config.host,
+          port: config.stunPort,
+          software: 'supernode',
+          log,
+          onOutcome: (outcome) => metrics.stats.stunOutcome(outcome),
+        })
+      : undefined;
   // The AWS SDK clients load only when used: each costs tens of MB of start-up memory per node.
   const cloudWatch: CloudWatchPublisher | undefined = config.cloudwatch
     ? new (require('../metrics/cloudwatch') as typeof import('../metrics/cloudwatch')).CloudWatchPublisher({
@@ -158,13 +181,15 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
   let closed = false;
   let drainPromise: Promise<void> | undefined;
 
-  const listen = async (): Promise<{ port: number; url: string; stunPort?: number; meshPort?: number }> => {
+  const listen = async (): Promise<ListenAddress> => {
     await Promise.all([keys.start(), revocations?.start()]);
     try {
       // HTTP last: once it listens the node is reachable, so every other port must be ours already.
       const stunAddress = stun
         ? await bindOrExplain(() => stun.start(), 'stunPort', config.stunHost ?? config.host, 'UDP')
         : undefined;
+      // Its bind errors are ConfigErrors naming --stun-port or --turn-tls-port already.
+      const turnAddress = turn ? await turn.start() : undefined;
       const meshPort = mesh
         ? await bindOrExplain(() => mesh.start(), 'meshPort', config.meshHost ?? config.host, 'TCP')
         : undefined;
@@ -187,11 +212,16 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
       cloudWatch?.start();
       termination?.start();
       core.startTimers();
-      log.info(
-        { node: config.nodeId, port, stunPort: stunAddress?.port, meshPort, keysLoaded: keys.ready },
-        'supernode listening',
-      );
-      return { port, url: config.publicUrl, stunPort: stunAddress?.port, meshPort };
+      const listening: ListenAddress = {
+        port,
+        url: config.publicUrl,
+        stunPort: stunAddress?.port ?? turnAddress?.port,
+        meshPort,
+        turnPort: turnAddress?.port,
+        turnTlsPort: turnAddress?.tlsPort,
+      };
+      log.info({ node: config.nodeId, ...listening, keysLoaded: keys.ready }, 'supernode listening');
+      return listening;
     } catch (err) {
       await close();
       throw err;
@@ -226,17 +256,23 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     keys.stop();
     revocations?.stop();
     termination?.stop();
-    await Promise.allSettled([app.close(), stun?.close(), cloudWatch?.stop(), mesh?.stop()]);
+    await Promise.allSettled([app.close(), stun?.close(), turn?.stop(), cloudWatch?.stop(), mesh?.stop()]);
     metrics.stop();
   };
 
   const drain = (): Promise<void> => {
     drainPromise ??= (async () => {
-      log.info({ sessions: core.sessionCount, deadlineMs: config.drainTimeoutMs }, 'draining');
+      const allocations = turn?.server.stats.allocationsActive;
+      log.info({ sessions: core.sessionCount, allocations, deadlineMs: config.drainTimeoutMs }, 'draining');
       core.beginDrain(Math.min(config.drainTimeoutMs / 2, 10_000));
-      await core.waitForEmpty(Date.now() + config.drainTimeoutMs);
+      // TURN refuses new allocations (508, so clients try another server) while existing ones finish
+      // or expire, under the same deadline as the sessions.
+      const [, turnLeft] = await Promise.all([
+        core.waitForEmpty(Date.now() + config.drainTimeoutMs),
+        turn?.server.drain(config.drainTimeoutMs),
+      ]);
       core.closeDrained();
-      log.info({ remaining: core.connectionCount }, 'drain finished');
+      log.info({ remaining: core.connectionCount, allocationsLeft: turnLeft?.left }, 'drain finished');
       await close();
       // Terminating under a lifecycle hook: let the termination go ahead now that the clients have gone.
       await termination?.completeIfTerminating();
@@ -253,6 +289,7 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
     revocations,
     mesh,
     termination,
+    turn,
     listen,
     readyState: () => core.readyState(),
     sessionCount: () => core.sessionCount,

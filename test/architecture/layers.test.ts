@@ -11,24 +11,30 @@ const ROOT = resolve(__dirname, '../../supernode');
 const ALLOWED: Record<string, string[]> = {
   shared: [],
   protocol: [],
+  // The JSON of GET /status, shared by the services that answer it and the console that reads it.
+  status: [],
   config: ['shared'],
   metrics: ['shared'],
   stun: ['shared'],
   turn: ['shared', 'stun'],
   mesh: ['shared', 'protocol'],
-  node: ['shared', 'protocol', 'config', 'metrics', 'stun', 'mesh'],
-  auth: ['shared', 'config', 'metrics'],
+  node: ['shared', 'protocol', 'config', 'metrics', 'stun', 'turn', 'mesh', 'status'],
+  auth: ['shared', 'config', 'metrics', 'turn', 'status'],
   client: ['shared', 'protocol', 'config'],
   local: ['shared', 'config', 'auth:index', 'node:index'],
   drill: ['shared', 'config', 'client', 'local', 'auth:index', 'node:index'],
+  // The demo app: its page runs the browser SDK bundle, which build/browser-bundle.ts makes (by path).
+  demo: ['build'],
+  // The operator console reads the services over HTTP only, never their code.
+  web: ['shared', 'config', 'status', 'demo'],
   // The top: the CLI, the release gate and the bundle may start any command through its public module.
-  '.': ['shared', 'config', 'client', 'local', 'auth:index', 'node:index', 'drill', 'stun'],
+  '.': ['shared', 'config', 'client', 'local', 'auth:index', 'node:index', 'drill', 'stun', 'web:index'],
   build: ['.'],
   bin: ['.'],
 };
 
 /** Services: others reach them only through index.ts. */
-const SERVICES = new Set(['auth', 'node']);
+const SERVICES = new Set(['auth', 'node', 'web']);
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

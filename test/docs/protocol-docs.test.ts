@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { authOptionTable } from '../../supernode/config/auth-options';
+import { consoleOptionTable } from '../../supernode/config/console-options';
 import { nodeOptionTable } from '../../supernode/config/node-options';
 import { freePorts } from '../../supernode/local/fleet';
 import { runLocalTier } from '../../supernode/local/tier';
@@ -464,7 +465,8 @@ describe('local tier ports (docs/protocol.md#local-tier-ports)', () => {
       [String(number('AUTH_PORT')), 'AUTH_PORT'],
       [range(number('SUPERNODE_LOCAL_BASE_PORT'), nodes), 'SUPERNODE_LOCAL_BASE_PORT'],
       [range(number('SUPERNODE_LOCAL_MESH_BASE_PORT'), nodes), 'SUPERNODE_LOCAL_MESH_BASE_PORT'],
-      [String(number('SUPERNODE_STUN_PORT')), 'SUPERNODE_STUN_PORT'],
+      [range(number('SUPERNODE_STUN_PORT'), nodes), 'SUPERNODE_STUN_PORT'],
+      [String(number('CONSOLE_PORT')), 'CONSOLE_PORT'],
     ];
     expect(table.rows.map((row) => cell(table, row, 'Port'))).toEqual(expected.map(([port]) => port));
     for (const [port, env] of expected) {
@@ -480,18 +482,22 @@ describe('local tier ports (docs/protocol.md#local-tier-ports)', () => {
       String(authOptionTable.port.default),
       range(nodeOptionTable.port.default, nodes),
       range(nodeOptionTable.meshPort.default, nodes),
-      String(nodeOptionTable.stunPort.default),
+      range(nodeOptionTable.stunPort.default, nodes),
+      String(consoleOptionTable.port.default),
     ]);
     expect(section(doc, '## Local tier ports')).toContain(`(\`SUPERNODE_LOCAL_HOST\`)`);
     expect(tier.get('SUPERNODE_LOCAL_HOST')?.value).toBe('127.0.0.1');
   });
 
-  it('STUN runs on the first node only, on UDP', async () => {
+  it('TURN runs on every node, on UDP and TCP, on by default; STUN alone on the first node without it', async () => {
     const tier = await tierDefaults();
-    expect(tier.get('SUPERNODE_STUN_PORT')?.help).toMatch(/STUN on the first supernode/);
-    const row = portRow(String(nodeOptionTable.stunPort.default));
-    expect(cell(portsTable(), row, 'Protocol')).toBe('UDP');
-    expect(cell(portsTable(), row, 'Service')).toMatch(/local-1 only/);
+    expect(tier.get('SUPERNODE_STUN_PORT')?.help).toMatch(
+      /with --turn, the UDP and TCP port of TURN .* the others following/,
+    );
+    expect(tier.get('SUPERNODE_LOCAL_TURN')?.value).toBe('true');
+    const row = portRow(range(nodeOptionTable.stunPort.default, 3));
+    expect(cell(portsTable(), row, 'Protocol')).toBe('UDP and TCP');
+    expect(cell(portsTable(), row, 'Service')).toMatch(/TURN on every supernode.*STUN on local-1 only/);
   });
 
   it('the mesh row names the mesh path', () => {
@@ -511,7 +517,8 @@ describe('STUN (docs/protocol.md#stun)', () => {
     expect(fleet).toContain('SUPERNODE_STUN_PORT: String(FLEET_PORTS.stun)');
     expect(fleet).not.toMatch(/SUPERNODE_STUN:/);
     expect(text).toMatch(/\*\*AWS\*\*: every node of the fleet runs STUN on UDP 3478/);
-    expect(text).toMatch(/only the first node, local-1, runs STUN/);
+    expect(text).toMatch(/every node serves TURN, which answers STUN Binding too/);
+    expect(text).toMatch(/With\s+`--no-turn` only the first node, local-1, runs STUN/);
   });
 });
 

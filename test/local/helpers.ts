@@ -57,6 +57,8 @@ export interface TierPorts {
   base: number;
   meshBase: number;
   stun: number;
+  /** The operator console (and the demo app). */
+  console: number;
 }
 
 export async function tierPorts(nodes: number): Promise<TierPorts> {
@@ -65,6 +67,7 @@ export async function tierPorts(nodes: number): Promise<TierPorts> {
     base: await freeRun(nodes),
     meshBase: await freeRun(nodes),
     stun: await freeRun(1, 'udp'),
+    console: await freeRun(1),
   };
 }
 
@@ -86,6 +89,7 @@ export function startTier(ports: TierPorts, dataDir: string, env: Record<string,
       SUPERNODE_LOCAL_BASE_PORT: String(ports.base),
       SUPERNODE_LOCAL_MESH_BASE_PORT: String(ports.meshBase),
       SUPERNODE_STUN_PORT: String(ports.stun),
+      CONSOLE_PORT: String(ports.console),
       // Cheap hashes keep the test fast; the tier passes the environment on to the auth service.
       AUTH_SCRYPT_N: '1024',
       ...env,

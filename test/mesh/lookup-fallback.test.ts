@@ -1,6 +1,6 @@
 /**
- * A lookup during a re-publish: the first owner of a user answers "nobody" (it just took the user over
- * and the record is still on its way), the second owner holds the record. The lookup must ask on.
+ * A lookup during a re-publish: the owner asked first answers "nobody" (it just took the user over and
+ * the record is still on its way), the other owner holds the record. The lookup must ask on.
  * Three real meshes in this process, linked over loopback.
  */
 import { freePorts } from '../../supernode/local/fleet';
@@ -73,10 +73,18 @@ test('the first owner has no record yet: the second owner answers, and the user 
     'both owners hold the record',
   );
 
-  // The re-publish window: the first owner has lost the record, the second still holds it.
-  directoryOf(first).delete(user);
+  // An owner answers from its own replica, with no round trip and no fallback.
   const asker = byId.get(second) as Mesh;
-  const fallbacksBefore = asker.stats.lookupFallbacks;
+  let fallbacksBefore = asker.stats.lookupFallbacks;
+  const remoteBefore = asker.stats.lookupsRemote;
+  expect(await asker.lookup(user)).toMatchObject({ online: true, sessions: 1 });
+  expect(asker.stats.lookupFallbacks).toBe(fallbacksBefore);
+  expect(asker.stats.lookupsRemote).toBe(remoteBefore);
+
+  // The re-publish window: the asking owner has just taken the user over and holds no record yet,
+  // the other owner still holds it.
+  directoryOf(second).delete(user);
+  fallbacksBefore = asker.stats.lookupFallbacks;
   expect(await asker.lookup(user)).toMatchObject({
     online: true,
     node: `ws://127.0.0.1:${7000 + IDS.indexOf(home)}`,

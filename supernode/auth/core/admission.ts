@@ -147,6 +147,16 @@ export class HashPool {
     return { ...this.s };
   }
 
+  /** Hashes at once (read-only, for GET /status). */
+  get size(): number {
+    return this.concurrency;
+  }
+
+  /** C, the hash capacity: logins per second at the recent hash duration (as pressureMs() counts it). */
+  capacityPerSec(): number {
+    return (this.concurrency * 1000) / this.s.runMsEwma;
+  }
+
   /**
    * Time for the pool to work off what it has already admitted:
    * `ceil((inFlight + queued) / concurrency) * runMsEwma`, i.e. rounds of `concurrency` parallel hashes,

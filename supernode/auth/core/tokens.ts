@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { KeyRing } from '../key-ring';
 import { signAccessToken } from '../signing';
 import type { AccountStore } from '../store';
+import type { IceServer, IceServerIssuer } from './ice-servers';
 import { type Outcome, refusal, success } from './outcome';
 import type { RevocationPublisher } from './revocations';
 
@@ -17,6 +18,8 @@ export interface TokenPair {
   accessToken: string;
   expiresIn: number;
   refreshToken: string;
+  /** With --turn-urls: TURN servers and credentials for RTCPeerConnection (docs/auth.md#tokens). */
+  iceServers?: IceServer[];
 }
 
 /** What each refresh outcome is counted as; `ok` is the only success. */
@@ -36,6 +39,7 @@ export class TokenIssuer {
     private readonly keys: KeyRing,
     private readonly revocations: RevocationPublisher,
     private readonly policy: TokenPolicy,
+    private readonly iceServers?: IceServerIssuer,
   ) {}
 
   /** A new family, after a password login. */
@@ -93,6 +97,14 @@ export class TokenIssuer {
       sid: familyId,
       ttlSec: policy.accessTtlSec,
     });
-    return { tokenType: 'Bearer', accessToken, expiresIn: policy.accessTtlSec, refreshToken };
+    const pair: TokenPair = {
+      tokenType: 'Bearer',
+      accessToken,
+      expiresIn: policy.accessTtlSec,
+      refreshToken,
+    };
+    // Every login and refresh hands out fresh TURN credentials, so a client never holds expired ones.
+    if (this.iceServers) pair.iceServers = this.iceServers.issue(username, now);
+    return pair;
   }
 }

@@ -9,6 +9,7 @@ import {
   isCredentialShaped,
   PasswordChange,
   type PasswordChangeBody,
+  TokenAnswer,
   validationMessage,
 } from '../schemas';
 import { answer } from './reply';
@@ -59,7 +60,11 @@ export async function accountRoutes(app: FastifyInstance, { accounts, gates, met
   // lesson in the password rules (sign-up states those).
   app.post<{ Body: CredentialsBody }>(
     '/v1/login',
-    { schema: { body: Credentials }, attachValidation: true, ...hooks('login') },
+    {
+      schema: { body: Credentials, response: { 200: TokenAnswer } },
+      attachValidation: true,
+      ...hooks('login'),
+    },
     async (request, reply) => {
       if (request.validationError) {
         if (isCredentialShaped(request.body)) {

@@ -22,7 +22,8 @@ export async function adminRoutes(
   );
 }
 
-function isAdmin(request: FastifyRequest, adminToken: string | undefined): boolean {
+/** Also the rule of GET /status (routes/status.ts). */
+export function isAdmin(request: FastifyRequest, adminToken: string | undefined): boolean {
   if (adminToken) {
     const header = request.headers.authorization ?? '';
     const expected = `Bearer ${adminToken}`;

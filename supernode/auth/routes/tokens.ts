@@ -3,7 +3,7 @@ import type { Gates } from '../core/gates';
 import { success } from '../core/outcome';
 import type { TokenIssuer } from '../core/tokens';
 import type { AuthMetrics } from '../metrics';
-import { RefreshBody, type RefreshTokenBody } from '../schemas';
+import { RefreshBody, type RefreshTokenBody, TokenAnswer } from '../schemas';
 import { answer } from './reply';
 
 export interface TokenRouteOptions {
@@ -16,7 +16,7 @@ export interface TokenRouteOptions {
 export async function tokenRoutes(app: FastifyInstance, { tokens, gates, metrics }: TokenRouteOptions) {
   app.post<{ Body: RefreshTokenBody }>(
     '/v1/token/refresh',
-    { schema: { body: RefreshBody } },
+    { schema: { body: RefreshBody, response: { 200: TokenAnswer } } },
     async (request, reply) =>
       answer(
         reply,
