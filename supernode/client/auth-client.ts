@@ -82,13 +82,16 @@ function toTokens(body: Record<string, unknown>): Tokens {
     refreshToken: String(body.refreshToken),
     expiresAt: Date.now() + Number(body.expiresIn) * 1000,
   };
-  const iceServers = toIceServers(body.iceServers);
+  const iceServers = parseIceServers(body.iceServers);
   if (iceServers) tokens.iceServers = iceServers;
   return tokens;
 }
 
-/** The answer's `iceServers` if it has that shape; anything else is not handed to RTCPeerConnection. */
-function toIceServers(value: unknown): IceServer[] | undefined {
+/**
+ * `value` as `iceServers` if it has that shape (an auth answer's, or stored with the tokens); anything
+ * else is not handed to RTCPeerConnection.
+ */
+export function parseIceServers(value: unknown): IceServer[] | undefined {
   if (!Array.isArray(value)) return undefined;
   const servers: IceServer[] = [];
   for (const entry of value as Array<Record<string, unknown> | null>) {

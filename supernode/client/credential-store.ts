@@ -1,4 +1,4 @@
-import type { Tokens } from './auth-client';
+import { parseIceServers, type Tokens } from './auth-client';
 
 /** Where a client keeps its tokens between runs; applications plug in their own (keychain, storage). */
 export interface CredentialStore {
@@ -31,16 +31,24 @@ export interface WebStorage {
   removeItem(key: string): void;
 }
 
-/** What a stored value must look like to be used: anything else reads as "no tokens". */
+/**
+ * What a stored value must look like to be used: anything else reads as "no tokens". The `iceServers`
+ * saved with them come back too, so a resumed session (a reload) can still open a WebRTC call; values
+ * saved before they were kept, or of the wrong shape, load as tokens without them (the next refresh
+ * brings new ones).
+ */
 export function parseStoredTokens(text: string): Tokens | undefined {
   try {
-    const value = JSON.parse(text) as Partial<Tokens> | null;
+    const value = JSON.parse(text) as (Partial<Tokens> & { iceServers?: unknown }) | null;
     if (typeof value?.accessToken !== 'string' || typeof value.refreshToken !== 'string') return undefined;
-    return {
+    const tokens: Tokens = {
       accessToken: value.accessToken,
       refreshToken: value.refreshToken,
       expiresAt: Number(value.expiresAt) || 0,
     };
+    const iceServers = parseIceServers(value.iceServers);
+    if (iceServers) tokens.iceServers = iceServers;
+    return tokens;
   } catch {
     return undefined;
   }

@@ -1,5 +1,5 @@
 import type { Ack, Drain, Endpoint, LookupResult, ServerError } from '../protocol/messages';
-import type { AuthClient, Tokens } from './auth-client';
+import type { AuthClient, IceServer, Tokens } from './auth-client';
 import {
   type BackoffPolicy,
   DEFAULT_BACKOFF,
@@ -174,6 +174,8 @@ export class SupernodeClient extends Emitter<ClientEvents> {
   private unsaved: Tokens | undefined;
   /** The tokens were issued by a refresh or login in this cycle (not yet used for a session). */
   private freshToken = false;
+  /** The `iceServers` of the tokens the latest session opened with. */
+  private sessionIceServers: IceServer[] | undefined;
   /** Failures per step since the last session opened: the backoff exponent. */
   private failures: Record<Step, number> = { connect: 0, refresh: 0, login: 0 };
   private cycle = { startedAt: 0, attempts: 0 };
@@ -247,6 +249,15 @@ export class SupernodeClient extends Emitter<ClientEvents> {
   /** The open session, if any. Prefer the methods below, which fail fast while disconnected. */
   get session(): ClientSession | undefined {
     return this.current?.isOpen ? this.current : undefined;
+  }
+
+  /**
+   * TURN servers and credentials for `new RTCPeerConnection({ iceServers })`: those of the tokens the
+   * latest session opened with (the login or refresh answer, or the store after a resume, e.g. a page
+   * reload). Undefined before the first session, or when the auth service hands out no TURN.
+   */
+  get iceServers(): IceServer[] | undefined {
+    return this.sessionIceServers;
   }
 
   /** Copies of the counters, for tests and drills. */
@@ -462,7 +473,10 @@ export class SupernodeClient extends Emitter<ClientEvents> {
       return afterConnectFailure(err, this.freshToken);
     }
     if (this.state === 'stopped') await session.close();
-    else this.adopt(session, url);
+    else {
+      this.sessionIceServers = tokens.iceServers;
+      this.adopt(session, url);
+    }
     return undefined;
   }
 

@@ -5,7 +5,11 @@
  * The protocol has no "list everyone online" (a directory of millions would not answer that), so
  * presence is per contact: the page looks each contact up every 2 s. People who write to you are
  * added to your contacts.
+ *
+ * "Direct (WebRTC)" opens a relay-only peer connection to a contact (direct.mjs): signalled through the
+ * tier, then the chat goes over its data channel, relayed by the tier's TURN servers.
  */
+import { DirectCall, parseSignal, RTC_TYPE } from './direct.mjs';
 import { AuthClient, AuthError, ClientError, SupernodeClient, WebStorageCredentialStore } from './sdk.js';
 
 const PRESENCE_EVERY_MS = 2000;
@@ -41,8 +45,10 @@ const state = {
   password: undefined,
   /** user -> { presence: 'online' | 'offline' | 'unknown', node } */
   contacts: new Map(),
-  /** user -> [{ direction, text, delivery }] */
+  /** user -> [{ direction, text, delivery, via }]; via: 'tier' (the default) or 'webrtc' */
   conversations: new Map(),
+  /** user -> DirectCall, the latest with each contact */
+  direct: new Map(),
   selected: undefined,
   presenceTimer: undefined,
 };
@@ -103,7 +109,18 @@ function renderContacts() {
       presence.className = 'presence';
       presence.textContent =
         contact.presence === 'online' ? `online · ${contact.node ?? 'via the tier'}` : contact.presence;
-      item.append(dot, name, presence);
+      const call = state.direct.get(user);
+      item.dataset.direct = call?.state ?? 'none';
+      const direct = document.createElement('button');
+      direct.type = 'button';
+      direct.className = 'secondary direct-button';
+      direct.textContent = call?.isOpen ? 'Direct (WebRTC) · open' : 'Direct (WebRTC)';
+      direct.title = "A WebRTC data channel, relayed by the tier's TURN servers";
+      direct.addEventListener('click', (event) => {
+        event.stopPropagation();
+        void startDirect(user);
+      });
+      item.append(dot, name, presence, direct);
       item.addEventListener('click', () => select(user));
       return item;
     }),
@@ -147,6 +164,7 @@ function select(user) {
   $('message-input').focus();
   renderContacts();
   renderMessages();
+  renderDirect();
 }
 
 const DELIVERY_TEXT = {
@@ -155,6 +173,8 @@ const DELIVERY_TEXT = {
   offline: 'not delivered: offline',
   failed: 'not delivered',
   disconnected: 'not sent: reconnecting',
+  sent: 'sent via WebRTC (TURN relay)',
+  unsent: 'not sent: the direct connection closed',
 };
 
 function renderMessages() {
@@ -164,13 +184,18 @@ function renderMessages() {
     ...messages.map((message) => {
       const item = document.createElement('li');
       item.className = `message ${message.direction}`;
+      item.dataset.via = message.via ?? 'tier';
       item.textContent = message.text;
+      const meta = document.createElement('span');
+      meta.className = 'meta';
       if (message.direction === 'out') {
-        item.dataset.delivery =
-          message.delivery === 'delivered' || message.delivery === 'sending' ? message.delivery : 'failed';
-        const meta = document.createElement('span');
-        meta.className = 'meta';
+        item.dataset.delivery = ['delivered', 'sending', 'sent'].includes(message.delivery)
+          ? message.delivery
+          : 'failed';
         meta.textContent = DELIVERY_TEXT[message.delivery];
+        item.append(meta);
+      } else if (message.via === 'webrtc') {
+        meta.textContent = 'via WebRTC (TURN relay)';
         item.append(meta);
       }
       return item;
@@ -181,6 +206,18 @@ function renderMessages() {
 
 async function send(text) {
   const to = state.selected;
+  const call = state.direct.get(to);
+  if (call?.isOpen) {
+    const message = { direction: 'out', text, via: 'webrtc', delivery: 'sent' };
+    try {
+      call.sendText(text);
+    } catch {
+      message.delivery = 'unsent';
+    }
+    conversation(to).push(message);
+    renderMessages();
+    return;
+  }
   const message = { direction: 'out', text, delivery: 'sending' };
   conversation(to).push(message);
   renderMessages();
@@ -200,6 +237,11 @@ function receive({ from, payload }) {
     body = JSON.parse(decoder.decode(payload));
   } catch {
     return; // not one of ours
+  }
+  if (body?.type === RTC_TYPE) {
+    const signal = parseSignal(body);
+    if (signal) onSignal(from, signal);
+    return;
   }
   if (body?.type !== 'chat' || typeof body.text !== 'string') return;
   addContact(from);

@@ -81,10 +81,10 @@ export function buildConsoleServer(options: ConsoleServerOptions = {}): ConsoleS
       }
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
-      return {
-        port,
-        url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}/console`,
-      };
+      const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}/console`;
+      // A log line as the other services write one; the local tier's banner names the URL itself.
+      log.info({ url }, 'console listening');
+      return { port, url };
     },
     close,
   };
@@ -102,8 +102,7 @@ export async function runConsole(argv: string[]): Promise<void> {
     return;
   }
   const server = buildConsoleServer(parseOptions(consoleOptionTable, argv));
-  const { url } = await server.listen();
-  console.log(`console: ${url}`);
+  await server.listen();
   let signals = 0;
   const onSignal = (): void => {
     if (++signals > 1) process.exit(1);
