@@ -1,8 +1,8 @@
 /**
- * `npm run bench [-- --quick] [-- --only idle,setup,relay,login,mesh,directory]`: idle sessions and
+ * `npm run bench [-- --quick] [-- --only idle,setup,relay,login,mesh,stun,turn,directory]`: idle sessions and
  * their memory, session set-up rate against raw Ed25519 verification, relay throughput (one node and
  * across two meshed nodes) against a bare `ws` relay, the login storm against a naive baseline,
- * mesh lookup latency, and the directory simulation; prints a table and writes
+ * mesh lookup latency, STUN and TURN against coturn, and the directory simulation; prints a table and writes
  * bench/results/latest.json. See bench/README.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -23,8 +23,9 @@ import { type IdleOptions, runIdle } from './parts/idle';
 import { type RelayOptions, runRelay } from './parts/relay';
 import { runSetup, type SetupOptions } from './parts/setup';
 import { runStun } from './parts/stun';
+import { runTurnPart } from './parts/turn';
 
-const PARTS = ['idle', 'setup', 'relay', 'login', 'mesh', 'stun', 'directory'] as const;
+const PARTS = ['idle', 'setup', 'relay', 'login', 'mesh', 'stun', 'turn', 'directory'] as const;
 type Part = (typeof PARTS)[number];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only idle,setup,relay]
@@ -167,6 +168,7 @@ async function main(): Promise<void> {
       else if (part === 'mesh') result = await runMeshPart(args.quick);
       else if (part === 'stun')
         result = await runStun(keys, { generators: 3, window: 64, seconds: args.quick ? 3 : 8 });
+      else if (part === 'turn') result = await runTurnPart(args.quick);
       else result = await runDirectoryPart(args.quick);
       rows.push(...result.rows);
       const elapsed = (Date.now() - partStarted) / 1000;

@@ -22,6 +22,7 @@ import { stunBinding } from '../supernode/stun/client';
 import { TurnServer, type TurnServerOptions, type TurnServerStats } from '../supernode/turn/server';
 import { type ChildHandle, installCleanup, ofType, readCpuSeconds, sleep, spawnNode } from './lib/children';
 import { fixed, int, log, machineFacts } from './lib/env';
+import { TURN_RESULT_PREFIX } from './lib/messages';
 
 const SECRET = 'bench-secret';
 const REALM = 'bench';
@@ -239,7 +240,7 @@ function uclientArgs(server: Server, peerPort: number, user: string, more: strin
   return ['-c', ...target, ...more, '-W', SECRET, '-u', user, HOST];
 }
 
-interface SetupResult {
+export interface SetupResult {
   allocates: number;
   seconds: number;
   perSecond: number;
@@ -293,7 +294,7 @@ async function measureSetup(uclient: string, server: Server, peerPort: number): 
   return { allocates: count, seconds, perSecond: count / seconds };
 }
 
-interface RelayResult {
+export interface RelayResult {
   load: Load;
   sent: number;
   received: number;
@@ -359,7 +360,7 @@ async function measureRelay(
   };
 }
 
-interface ServerResult {
+export interface ServerResult {
   name: string;
   setup: SetupResult;
   steady: RelayResult;
@@ -473,6 +474,8 @@ async function main(): Promise<void> {
     ].map((c) => `  ${c}`),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
+  // For `npm run bench -- --only turn` (bench/parts/turn.ts), which reads the last line.
+  process.stdout.write(`${TURN_RESULT_PREFIX}${JSON.stringify({ ours, coturn: coturn ?? null })}\n`);
   process.exit(0);
 }
 

@@ -139,3 +139,6 @@ export function report(message: object): void {
 export function exitWithParent(): void {
   process.on('disconnect', () => process.exit(0));
 }
+
+/** bench/turn.ts prints its figures as JSON on a last line starting with this (read by parts/turn.ts). */
+export const TURN_RESULT_PREFIX = 'turn-result: ';

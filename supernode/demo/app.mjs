@@ -49,6 +49,8 @@ const state = {
   conversations: new Map(),
   /** user -> DirectCall, the latest with each contact */
   direct: new Map(),
+  /** user -> why there is no direct call (no TURN from this tier) */
+  directNote: new Map(),
   selected: undefined,
   presenceTimer: undefined,
 };
@@ -250,6 +252,123 @@ function receive({ from, payload }) {
   else if (state.selected === from) renderMessages();
 }
 
+// --- direct (WebRTC) calls --------------------------------------------------------------------
+
+const DIRECT_TEXT = {
+  connecting: "connecting through the tier's TURN…",
+  open: 'open: messages go over the data channel',
+  closed: 'closed',
+  failed: 'failed',
+};
+
+async function sendSignal(to, body) {
+  const client = state.client;
+  if (!client) throw new Error('signed out');
+  const ack = await client.sendWithAck(to, encoder.encode(JSON.stringify(body)));
+  if (ack.delivered === 0) throw new Error(`${to} is not online`);
+}
+
+function describeEnd(end) {
+  return end ? `${end.type} ${end.protocol ?? ''} ${end.address}:${end.port}`.replace('  ', ' ') : '?';
+}
+
+function renderDirect() {
+  const panel = $('direct');
+  const user = state.selected;
+  panel.hidden = !user;
+  if (!user) return;
+  const call = state.direct.get(user);
+  panel.dataset.state = call?.state ?? 'none';
+  panel.dataset.localType = call?.pair?.local?.type ?? '';
+  panel.dataset.remoteType = call?.pair?.remote?.type ?? '';
+  panel.dataset.localAddress = call?.pair?.local ? `${call.pair.local.address}:${call.pair.local.port}` : '';
+  panel.dataset.remoteAddress = call?.pair?.remote
+    ? `${call.pair.remote.address}:${call.pair.remote.port}`
+    : '';
+  let text = `Direct (WebRTC) with ${user}: `;
+  if (!call) text += state.directNote.get(user) ?? 'not connected; chat goes through the tier.';
+  else {
+    text += DIRECT_TEXT[call.state];
+    if (call.reason) text += ` (${call.reason})`;
+  }
+  $('direct-status').textContent = text;
+  $('direct-pair').textContent = call?.pair
+    ? `Selected candidate pair: ${describeEnd(call.pair.local)} ↔ ${describeEnd(call.pair.remote)}`
+    : '';
+  $('direct-hangup').hidden = !(call?.state === 'connecting' || call?.state === 'open');
+}
+
+function directOptions(peer, iceServers, id) {
+  let logged;
+  return {
+    peer,
+    id,
+    iceServers,
+    send: (body) => sendSignal(peer, body),
+    onChange: (call) => {
+      if (state.direct.get(peer) !== call) return;
+      if (logged !== call.state) {
+        logged = call.state;
+        logEvent('webrtc', `${peer}: ${call.state}${call.reason ? ` (${call.reason})` : ''}`);
+      }
+      renderContacts();
+      renderDirect();
+    },
+    onText: (text) => {
+      conversation(peer).push({ direction: 'in', text, via: 'webrtc' });
+      if (state.selected === peer) renderMessages();
+    },
+  };
+}
+
+/** The login's (or, after a reload, the stored tokens') TURN servers; undefined when the tier has none. */
+function iceServersOrNote(user) {
+  const iceServers = state.client?.iceServers;
+  if (iceServers?.length) return iceServers;
+  state.directNote.set(user, 'not available: the login answer carried no iceServers (is TURN on?).');
+  renderDirect();
+  return undefined;
+}
+
+async function startDirect(user) {
+  select(user);
+  const iceServers = iceServersOrNote(user);
+  if (!iceServers) return;
+  state.direct.get(user)?.hangUp();
+  const call = new DirectCall(directOptions(user, iceServers));
+  state.direct.set(user, call);
+  call.onChange(call);
+  await call.offer();
+}
+
+function onSignal(from, signal) {
+  const existing = state.direct.get(from);
+  if (signal.signal !== 'offer') {
+    if (existing?.id === signal.call) void existing.handle(signal);
+    return;
+  }
+  // Both called at once: the call of the name first in order goes on, the other side answers it.
+  if (existing?.role === 'caller' && existing.state === 'connecting' && state.user < from) return;
+  addContact(from);
+  if (!state.selected) select(from);
+  const iceServers = iceServersOrNote(from);
+  if (!iceServers) {
+    void sendSignal(from, { type: RTC_TYPE, call: signal.call, signal: 'hangup' }).catch(() => {});
+    return;
+  }
+  existing?.close('replaced by a new call');
+  const call = new DirectCall(directOptions(from, iceServers, signal.call));
+  state.direct.set(from, call);
+  call.onChange(call);
+  void call.answer(signal.sdp);
+}
+
+function hangUpAll() {
+  for (const call of state.direct.values()) call.hangUp();
+  state.direct.clear();
+  state.directNote.clear();
+}
+
 // --- the session ------------------------------------------------------------------------------
 
 function showChat() {
@@ -342,6 +461,7 @@ async function logout() {
   const client = state.client;
   state.client = undefined;
   clearInterval(state.presenceTimer);
+  hangUpAll();
   const tokens = await store.load(state.user);
   await client?.stop();
   await store.clear(state.user);
@@ -389,6 +509,9 @@ $('login-form').addEventListener('submit', (event) => {
 });
 $('signup-button').addEventListener('click', () => void signIn(true));
 $('logout').addEventListener('click', () => void logout());
+$('direct-hangup').addEventListener('click', () => {
+  state.direct.get(state.selected)?.hangUp();
+});
 $('add-contact').addEventListener('submit', (event) => {
   event.preventDefault();
   const name = $('contact-name').value.trim();

@@ -27,13 +27,20 @@ export function parseSignal(body) {
   const validMid = candidate?.sdpMid === null || isShortString(candidate?.sdpMid, MAX_MID);
   const validIndex =
     candidate?.sdpMLineIndex === null ||
-    (Number.isInteger(candidate?.sdpMLineIndex) && candidate.sdpMLineIndex >= 0 && candidate.sdpMLineIndex < 64);
-  if (typeof candidate?.candidate !== 'string' || candidate.candidate.length > MAX_CANDIDATE) return undefined;
+    (Number.isInteger(candidate?.sdpMLineIndex) &&
+      candidate.sdpMLineIndex >= 0 &&
+      candidate.sdpMLineIndex < 64);
+  if (typeof candidate?.candidate !== 'string' || candidate.candidate.length > MAX_CANDIDATE)
+    return undefined;
   if (!validMid || !validIndex) return undefined;
   return {
     call,
     signal,
-    candidate: { candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex },
+    candidate: {
+      candidate: candidate.candidate,
+      sdpMid: candidate.sdpMid,
+      sdpMLineIndex: candidate.sdpMLineIndex,
+    },
   };
 }
 
@@ -71,7 +78,11 @@ export class DirectCall {
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: 'relay' });
     this.pc.onicecandidate = ({ candidate }) => {
       if (!candidate) return;
-      const plain = { candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex };
+      const plain = {
+        candidate: candidate.candidate,
+        sdpMid: candidate.sdpMid,
+        sdpMLineIndex: candidate.sdpMLineIndex,
+      };
       if (this.descriptionSent) void this.signal({ signal: 'candidate', candidate: plain });
       else this.localCandidates.push(plain);
     };
@@ -175,7 +186,8 @@ export class DirectCall {
   async sendDescription(signal) {
     if (!(await this.signal({ signal, sdp: this.pc.localDescription.sdp }))) return;
     this.descriptionSent = true;
-    for (const candidate of this.localCandidates.splice(0)) void this.signal({ signal: 'candidate', candidate });
+    for (const candidate of this.localCandidates.splice(0))
+      void this.signal({ signal: 'candidate', candidate });
   }
 
   /** Whether the signal reached the other side; if not, the call has failed. */
@@ -200,7 +212,8 @@ export class DirectCall {
     // Browsers without selectedCandidatePairId: the nominated pair that succeeded.
     if (!pair)
       stats.forEach((report) => {
-        if (report.type === 'candidate-pair' && report.nominated && report.state === 'succeeded') pair ??= report;
+        if (report.type === 'candidate-pair' && report.nominated && report.state === 'succeeded')
+          pair ??= report;
       });
     if (!pair) return;
     const side = (id) => {

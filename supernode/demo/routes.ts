@@ -1,5 +1,5 @@
 /**
- * The demo app as a Fastify plugin: the page, its script and style under /demo/, the browser SDK
+ * The demo app as a Fastify plugin: the page, its scripts and style under /demo/, the browser SDK
  * bundle at /demo/sdk.js (built once, here, at registration) and /demo/config.json, which tells the
  * page where the auth service and the supernodes are.
  */
@@ -18,6 +18,7 @@ export interface DemoRouteOptions {
 const ASSETS: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
   'app.mjs': 'text/javascript; charset=utf-8',
+  'direct.mjs': 'text/javascript; charset=utf-8',
   'app.css': 'text/css; charset=utf-8',
 };
 
