@@ -13,6 +13,8 @@ import { DirectCall, parseSignal, RTC_TYPE } from './direct.mjs';
 import { AuthClient, AuthError, ClientError, SupernodeClient, WebStorageCredentialStore } from './sdk.js';
 
 const PRESENCE_EVERY_MS = 2000;
+/** How often an audio call's packet counts are read from its stats. */
+const AUDIO_STATS_EVERY_MS = 1000;
 const MAX_TEXT = 2000;
 const LAST_USER_KEY = 'supernode-demo:user';
 
@@ -53,6 +55,7 @@ const state = {
   directNote: new Map(),
   selected: undefined,
   presenceTimer: undefined,
+  audioTimer: undefined,
 };
 
 // --- status line and activity log ------------------------------------------------------------
@@ -120,9 +123,21 @@ function renderContacts() {
       direct.title = "A WebRTC data channel, relayed by the tier's TURN servers";
       direct.addEventListener('click', (event) => {
         event.stopPropagation();
-        void startDirect(user);
+        void startDirect(user, { audio: false });
       });
-      item.append(dot, name, presence, direct);
+      const audio = document.createElement('button');
+      audio.type = 'button';
+      audio.className = 'secondary audio-button';
+      audio.textContent = 'Audio call';
+      audio.title = "The same, with your microphone's audio";
+      audio.addEventListener('click', (event) => {
+        event.stopPropagation();
+        void startDirect(user, { audio: true });
+      });
+      const actions = document.createElement('span');
+      actions.className = 'direct-actions';
+      actions.append(direct, audio);
+      item.append(dot, name, presence, actions);
       item.addEventListener('click', () => select(user));
       return item;
     }),
@@ -268,8 +283,9 @@ async function sendSignal(to, body) {
   if (ack.delivered === 0) throw new Error(`${to} is not online`);
 }
 
+/** One end of the selected pair, e.g. "relay udp 203.0.113.7:50000". */
 function describeEnd(end) {
-  return end ? `${end.type} ${end.protocol ?? ''} ${end.address}:${end.port}`.replace('  ', ' ') : '?';
+  return end ? [end.type, end.protocol, `${end.address}:${end.port}`].filter(Boolean).join(' ') : '?';
 }
 
 function renderDirect() {
@@ -279,6 +295,7 @@ function renderDirect() {
   if (!user) return;
   const call = state.direct.get(user);
   panel.dataset.state = call?.state ?? 'none';
+  panel.dataset.call = call?.id ?? '';
   panel.dataset.localType = call?.pair?.local?.type ?? '';
   panel.dataset.remoteType = call?.pair?.remote?.type ?? '';
   panel.dataset.localAddress = call?.pair?.local ? `${call.pair.local.address}:${call.pair.local.port}` : '';
@@ -296,6 +313,36 @@ function renderDirect() {
     ? `Selected candidate pair: ${describeEnd(call.pair.local)} ↔ ${describeEnd(call.pair.remote)}`
     : '';
   $('direct-hangup').hidden = !(call?.state === 'connecting' || call?.state === 'open');
+  panel.dataset.audio = call?.audio ? 'on' : 'off';
+  panel.dataset.audioSent = String(call?.audio?.sent ?? 0);
+  panel.dataset.audioReceived = String(call?.audio?.received ?? 0);
+  $('direct-audio').textContent = call?.audio
+    ? `Audio through TURN: ${call.audio.sent} packets sent, ${call.audio.received} received${call.audioNote ? ` (${call.audioNote})` : ''}`
+    : '';
+}
+
+/** The browser's microphone; rejects when there is none or the person (or the browser) says no. */
+function microphone() {
+  if (!navigator.mediaDevices?.getUserMedia)
+    return Promise.reject(new Error('this page cannot use a microphone (not a secure context?)'));
+  return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+}
+
+/** The other side's audio, played as it comes; a browser that blocks autoplay keeps it silent. */
+function play(call, stream) {
+  call.player ??= new Audio();
+  call.player.srcObject = stream;
+  void call.player
+    .play()
+    .catch(() => logEvent('webrtc', `${call.peer}: the browser did not start the audio`));
+}
+
+async function refreshAudio() {
+  for (const call of state.direct.values()) {
+    if (!call.isOpen || !(call.microphone || call.player)) continue;
+    await call.readAudio();
+    if (state.selected === call.peer) renderDirect();
+  }
 }
 
 function directOptions(peer, iceServers, id) {
@@ -318,6 +365,10 @@ function directOptions(peer, iceServers, id) {
       conversation(peer).push({ direction: 'in', text, via: 'webrtc' });
       if (state.selected === peer) renderMessages();
     },
+    onAudio: (stream) => {
+      const call = state.direct.get(peer);
+      if (call) play(call, stream);
+    },
   };
 }
 
@@ -330,15 +381,25 @@ function iceServersOrNote(user) {
   return undefined;
 }
 
-async function startDirect(user) {
+async function startDirect(user, { audio }) {
   select(user);
   const iceServers = iceServersOrNote(user);
   if (!iceServers) return;
+  let stream;
+  if (audio) {
+    try {
+      stream = await microphone();
+    } catch (error) {
+      state.directNote.set(user, `no audio call: no microphone (${error?.message ?? error}).`);
+      renderDirect();
+      return;
+    }
+  }
   state.direct.get(user)?.hangUp();
   const call = new DirectCall(directOptions(user, iceServers));
   state.direct.set(user, call);
   call.onChange(call);
-  await call.offer();
+  await call.offer(stream);
 }
 
 function onSignal(from, signal) {
@@ -360,7 +421,8 @@ function onSignal(from, signal) {
   const call = new DirectCall(directOptions(from, iceServers, signal.call));
   state.direct.set(from, call);
   call.onChange(call);
-  void call.answer(signal.sdp);
+  // The browser asks the person before it gives the microphone: that prompt is their consent.
+  void call.answer(signal.sdp, microphone);
 }
 
 function hangUpAll() {
@@ -452,6 +514,8 @@ function start(user) {
 
   clearInterval(state.presenceTimer);
   state.presenceTimer = setInterval(refreshAllPresence, PRESENCE_EVERY_MS);
+  clearInterval(state.audioTimer);
+  state.audioTimer = setInterval(() => void refreshAudio(), AUDIO_STATS_EVERY_MS);
   setStatus('reconnecting', 'Connecting…');
   renderContacts();
   client.start();
@@ -461,6 +525,7 @@ async function logout() {
   const client = state.client;
   state.client = undefined;
   clearInterval(state.presenceTimer);
+  clearInterval(state.audioTimer);
   hangUpAll();
   const tokens = await store.load(state.user);
   await client?.stop();

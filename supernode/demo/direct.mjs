@@ -2,7 +2,8 @@
  * Direct (WebRTC) calls of the demo: one RTCPeerConnection per contact, relay-only
  * (`iceTransportPolicy: 'relay'`) through the tier's TURN servers, with the `iceServers` of the
  * login. The offer, answer and ICE candidates travel as ordinary messages through the tier, in a small
- * JSON envelope `{ type: 'rtc', call, signal, ... }`; a data channel then carries the chat.
+ * JSON envelope `{ type: 'rtc', call, signal, ... }`; a data channel then carries the chat. An audio
+ * call adds the microphone (getUserMedia) to the same connection, where the browser allows it.
  */
 
 export const RTC_TYPE = 'rtc';
@@ -24,24 +25,16 @@ export function parseSignal(body) {
   if (signal === 'hangup') return { call, signal };
   if (signal !== 'candidate') return undefined;
   const candidate = body.candidate;
-  const validMid = candidate?.sdpMid === null || isShortString(candidate?.sdpMid, MAX_MID);
+  // JSON leaves out an undefined sdpMid or sdpMLineIndex: both read as null then.
+  const sdpMid = candidate?.sdpMid ?? null;
+  const sdpMLineIndex = candidate?.sdpMLineIndex ?? null;
+  const validMid = sdpMid === null || isShortString(sdpMid, MAX_MID);
   const validIndex =
-    candidate?.sdpMLineIndex === null ||
-    (Number.isInteger(candidate?.sdpMLineIndex) &&
-      candidate.sdpMLineIndex >= 0 &&
-      candidate.sdpMLineIndex < 64);
+    sdpMLineIndex === null || (Number.isInteger(sdpMLineIndex) && sdpMLineIndex >= 0 && sdpMLineIndex < 64);
   if (typeof candidate?.candidate !== 'string' || candidate.candidate.length > MAX_CANDIDATE)
     return undefined;
   if (!validMid || !validIndex) return undefined;
-  return {
-    call,
-    signal,
-    candidate: {
-      candidate: candidate.candidate,
-      sdpMid: candidate.sdpMid,
-      sdpMLineIndex: candidate.sdpMLineIndex,
-    },
-  };
+  return { call, signal, candidate: { candidate: candidate.candidate, sdpMid, sdpMLineIndex } };
 }
 
 function newCallId() {
@@ -53,12 +46,12 @@ function newCallId() {
 /**
  * One peer connection with one contact; the caller then runs `offer()`, the callee `answer(sdp)`.
  * `send(body)` carries a signal through the tier (rejects when it is not delivered); `onChange(call)`
- * hears every change of state or pair; `onText(text)` each data channel message. States: connecting,
- * open, closed, failed (`reason` says why).
+ * hears every change of state or pair; `onText(text)` each data channel message; `onAudio(stream)` the
+ * other side's audio. States: connecting, open, closed, failed (`reason` says why).
  */
 export class DirectCall {
   /** `id`: the caller's offer's, for the callee; a new one for the caller. */
-  constructor({ peer, id, iceServers, send, onChange, onText }) {
+  constructor({ peer, id, iceServers, send, onChange, onText, onAudio }) {
     this.peer = peer;
     this.role = id === undefined ? 'caller' : 'callee';
     this.id = id ?? newCallId();
@@ -69,6 +62,14 @@ export class DirectCall {
     this.sendSignal = send;
     this.onChange = onChange;
     this.onText = onText;
+    /** Our microphone, when this is an audio call and the browser gave it. */
+    this.microphone = undefined;
+    /** RTP packets of the audio, both ways, from the connection's stats (readAudio). */
+    this.audio = undefined;
+    /** Why this side of an audio call only listens. */
+    this.audioNote = '';
+    /** The element the application plays the other side's audio with, if any. */
+    this.player = undefined;
     /** Candidates of the other side that came before its description was applied. */
     this.remoteCandidates = [];
     this.hasRemoteDescription = false;
@@ -91,11 +92,20 @@ export class DirectCall {
       if (state === 'connected') void this.readPair();
       else if (state === 'failed') this.fail("could not connect through the tier's TURN servers");
     };
+    this.pc.ontrack = ({ track, streams }) => {
+      if (track.kind === 'audio') onAudio?.(streams[0] ?? new MediaStream([track]));
+    };
   }
 
-  /** As the caller: a data channel, and the offer through the tier. */
-  async offer() {
+  /** Whether the offer of this call asks for audio. */
+  static offersAudio(sdp) {
+    return /^m=audio /m.test(sdp);
+  }
+
+  /** As the caller: a data channel (and `microphone`'s audio), and the offer through the tier. */
+  async offer(microphone) {
     this.attach(this.pc.createDataChannel('chat'));
+    this.addMicrophone(microphone);
     try {
       await this.pc.setLocalDescription(await this.pc.createOffer());
       await this.sendDescription('offer');
@@ -104,11 +114,21 @@ export class DirectCall {
     }
   }
 
-  /** As the callee: answers the offer the caller sent through the tier. */
-  async answer(sdp) {
+  /**
+   * As the callee: answers the offer the caller sent through the tier. For an audio call,
+   * `getMicrophone()` is asked for ours; without it (refused, no device) this side only listens.
+   */
+  async answer(sdp, getMicrophone) {
     this.pc.ondatachannel = ({ channel }) => this.attach(channel);
     try {
       await this.applyDescription({ type: 'offer', sdp });
+      if (getMicrophone && DirectCall.offersAudio(sdp)) {
+        try {
+          this.addMicrophone(await getMicrophone());
+        } catch (error) {
+          this.audioNote = `listening only: no microphone (${error?.message ?? error})`;
+        }
+      }
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       await this.sendDescription('answer');
     } catch (error) {
@@ -149,14 +169,44 @@ export class DirectCall {
 
   close(reason) {
     if (this.state === 'closed' || this.state === 'failed') return;
-    this.pc.close();
+    this.release();
     this.change('closed', reason);
   }
 
   fail(reason) {
     if (this.state === 'closed' || this.state === 'failed') return;
-    this.pc.close();
+    this.release();
     this.change('failed', reason);
+  }
+
+  release() {
+    this.pc.close();
+    for (const track of this.microphone?.getTracks() ?? []) track.stop();
+    if (this.player) this.player.srcObject = null;
+  }
+
+  addMicrophone(stream) {
+    if (!stream) return;
+    this.microphone = stream;
+    for (const track of stream.getAudioTracks()) this.pc.addTrack(track, stream);
+  }
+
+  /** Audio RTP packets sent and received so far, or undefined when the call has no audio. */
+  async readAudio() {
+    let stats;
+    try {
+      stats = await this.pc.getStats();
+    } catch {
+      return; // closed meanwhile
+    }
+    let audio;
+    stats.forEach((report) => {
+      if (report.kind !== 'audio') return;
+      audio ??= { sent: 0, received: 0 };
+      if (report.type === 'outbound-rtp') audio.sent += report.packetsSent ?? 0;
+      if (report.type === 'inbound-rtp') audio.received += report.packetsReceived ?? 0;
+    });
+    this.audio = audio;
   }
 
   change(state, reason = '') {
@@ -168,6 +218,10 @@ export class DirectCall {
   attach(channel) {
     this.channel = channel;
     channel.onopen = async () => {
+      // ICE may move to another pair later (a better one, or after a network change): show that one.
+      this.pc.sctp?.transport?.iceTransport?.addEventListener('selectedcandidatepairchange', () => {
+        void this.readPair();
+      });
       await this.readPair();
       if (this.state === 'connecting') this.change('open');
     };
@@ -203,7 +257,12 @@ export class DirectCall {
 
   /** The pair ICE selected, from the connection's stats (the transport's selectedCandidatePairId). */
   async readPair() {
-    const stats = await this.pc.getStats();
+    let stats;
+    try {
+      stats = await this.pc.getStats();
+    } catch {
+      return; // closed meanwhile
+    }
     let pair;
     stats.forEach((report) => {
       if (report.type === 'transport' && report.selectedCandidatePairId)
