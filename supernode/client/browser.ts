@@ -2,7 +2,7 @@
  * The client SDK for browsers (`supernode-tier/browser`, built by build/browser-bundle.ts): the same
  * classes as in Node, over the browser's WebSocket and fetch, with tokens kept in localStorage.
  */
-export { AuthClient, AuthError, type Tokens } from './auth-client';
+export { AuthClient, AuthError, type IceServer, type Tokens } from './auth-client';
 export {
   type BackoffPolicy,
   DEFAULT_BACKOFF,
