@@ -6,16 +6,15 @@
  * the nodes' own TURN counters say the bytes went through them. The tests share the tier, in order.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { type AuthService, buildAuthService } from '../../supernode/auth/server';
 import { demoRoutes } from '../../supernode/demo/routes';
 import { type FleetNode, freePorts, killAll, planFleet, startFleetNode } from '../../supernode/local/fleet';
-import { CHROMIUM } from './browser';
+import { launchChromium } from './browser';
 
 const HOST = '127.0.0.1';
 const MESH_SECRET = 'mesh-secret-for-webrtc-demo-0123456789';
@@ -30,7 +29,6 @@ const RELAY_PORTS_PER_NODE = 64;
  * loopback it would gather nothing (see test/webrtc/chromium.test.ts).
  */
 const CHROMIUM_ARGS = [
-  '--no-sandbox',
   '--allow-loopback-in-peer-connection',
   // A microphone for the audio call: Chromium's fake device (a beep), granted without a prompt.
   '--use-fake-device-for-media-stream',
@@ -229,8 +227,6 @@ async function chatDirect(fromAlice: string, fromBob: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(`no Chromium at ${CHROMIUM}: install it: apt-get install -y chromium`);
   dataDir = await mkdtemp(join(tmpdir(), 'browser-webrtc-demo-'));
   const [demoPort, authPort, ...turnPorts] = await freePorts(4);
   demoUrl = `http://${HOST}:${demoPort}`;
@@ -283,7 +279,7 @@ beforeAll(async () => {
   demo = Fastify();
   await demo.register(demoRoutes, { authUrl, nodeUrls: fleet.map((n) => n.url) });
   await demo.listen({ host: HOST, port: demoPort });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium(CHROMIUM_ARGS);
   await started;
 }, 40_000);
 
