@@ -12,7 +12,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type SigningKey, signAccessToken } from '../supernode/auth/signing';
 import { SESSION_PATH } from '../supernode/protocol/messages';
 import { exitWithParent, readChildConfig, report } from './lib/messages';
-import { clientFrame, openRawSession, parseServerFrames } from './lib/raw-ws';
+import { clientFrame, openGeneratorSocket, parseServerFrames } from './lib/raw-ws';
 
 export interface LookupGenConfig {
   /** supernode: hello with a token, ready on welcome; echo: ready on open. */
@@ -52,30 +52,12 @@ const config = readChildConfig<LookupGenConfig>();
 exitWithParent();
 
 function open(index: number, hello: string | undefined): Promise<Socket> {
-  const url = new URL(config.urls[index % config.urls.length]);
-  return new Promise((resolve, reject) =>
-    openRawSession(
-      {
-        host: url.hostname,
-        port: Number(url.port),
-        path: config.mode === 'supernode' ? SESSION_PATH : '/',
-        localAddress: config.localAddresses[index % config.localAddresses.length],
-      },
-      hello === undefined ? undefined : clientFrame(Buffer.from(hello, 'utf8')),
-      hello !== undefined,
-      CONNECT_TIMEOUT_MS,
-      (socket, first) => {
-        if (hello !== undefined && !first?.toString('utf8').includes('"welcome"')) {
-          socket.destroy();
-          reject(new Error(`first message is not a welcome: ${first?.toString('utf8').slice(0, 200)}`));
-          return;
-        }
-        socket.removeAllListeners('data');
-        resolve(socket);
-      },
-      (code) => reject(new Error(`connect failed: ${code}`)),
-      () => {},
-    ),
+  return openGeneratorSocket(
+    config.urls[index % config.urls.length],
+    config.mode === 'supernode' ? SESSION_PATH : '/',
+    hello,
+    config.localAddresses[index % config.localAddresses.length],
+    CONNECT_TIMEOUT_MS,
   );
 }
 

@@ -21,7 +21,7 @@ import {
   report,
   wallMs,
 } from './lib/messages';
-import { clientFrame, openRawSession, parseServerFrames } from './lib/raw-ws';
+import { clientFrame, openGeneratorSocket, parseServerFrames } from './lib/raw-ws';
 
 const CONNECT_TIMEOUT_MS = 15_000;
 const STRAGGLER_WAIT_MS = 5000;
@@ -43,27 +43,7 @@ let connections = 0;
 
 function connect(path: string, hello: string | undefined, base = config.url): Promise<Socket> {
   const localAddress = config.localAddresses[connections++ % config.localAddresses.length];
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    openRawSession(
-      { host: url.hostname, port: Number(url.port), path, localAddress },
-      hello === undefined ? undefined : clientFrame(Buffer.from(hello, 'utf8')),
-      hello !== undefined,
-      CONNECT_TIMEOUT_MS,
-      (socket, first) => {
-        if (hello !== undefined && !first?.toString('utf8').includes('"welcome"')) {
-          socket.destroy();
-          reject(new Error(`first message is not a welcome: ${first?.toString('utf8').slice(0, 200)}`));
-          return;
-        }
-        // The generator reads this socket itself from here on.
-        socket.removeAllListeners('data');
-        resolve(socket);
-      },
-      (code) => reject(new Error(`connect failed: ${code}`)),
-      () => {},
-    );
-  });
+  return openGeneratorSocket(base, path, hello, localAddress, CONNECT_TIMEOUT_MS);
 }
 
 /**

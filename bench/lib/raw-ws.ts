@@ -174,3 +174,37 @@ export function openRawSession(
     settle(undefined, payload);
   });
 }
+
+/**
+ * A session for a generator that reads the socket itself: upgrade, the `hello` (if given) answered by
+ * a welcome, then the socket with no data listener of ours. Rejects on a failed connect or any other
+ * first message.
+ */
+export function openGeneratorSocket(
+  url: string,
+  path: string,
+  hello: string | undefined,
+  localAddress: string | undefined,
+  timeoutMs: number,
+): Promise<Socket> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    openRawSession(
+      { host: hostname, port: Number(port), path, localAddress },
+      hello === undefined ? undefined : clientFrame(Buffer.from(hello, 'utf8')),
+      hello !== undefined,
+      timeoutMs,
+      (socket, first) => {
+        if (hello !== undefined && !first?.toString('utf8').includes('"welcome"')) {
+          socket.destroy();
+          reject(new Error(`first message is not a welcome: ${first?.toString('utf8').slice(0, 200)}`));
+          return;
+        }
+        socket.removeAllListeners('data');
+        resolve(socket);
+      },
+      (code) => reject(new Error(`connect failed: ${code}`)),
+      () => {},
+    );
+  });
+}
