@@ -1,3 +1,7 @@
+// As the CLI does (supernode/cli.ts): the AWS SDK's Node 22 notice, once per thread that loads the SDK
+// (each auth service's worker thread), is noise here. Jest's workers inherit this environment.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',

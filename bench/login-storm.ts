@@ -18,6 +18,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePorts, waitReady } from '../supernode/local/fleet';
+import { ORPHAN_GUARD } from './lib/children';
+import { RawHttpClient } from './lib/raw-http';
 
 const CLI = resolve(__dirname, '../supernode/bin/supernode.cjs');
 const CLIENT_TIMEOUT_MS = 10_000;
@@ -43,6 +45,12 @@ export interface StormPhase {
   shedP99Ms: number;
   /** Sheds of requests sent in the first WARM_MS, by a service that has just started (cold JIT). */
   coldShedP99Ms: number;
+  /**
+   * The same generator at the same rate against a bare `node:http` server that answers every request
+   * with the same 503 at once, beside one spinning thread (the service's hash core): the floor that
+   * this machine and generator put under any shed answer. Admission phases only; after WARM_MS too.
+   */
+  bareShedP99Ms?: number;
   peakRssMiB: number;
   /** The service's event-loop delay during the storm (and the answers after it). */
   loopP99Ms: number;
@@ -54,6 +62,36 @@ export interface LoginStormResult {
   capacitySeconds: number;
   scrypt: string;
   phases: StormPhase[];
+}
+
+/**
+ * The baseline for shed latency: node:http answering the shed's 503 (same headers and body shape)
+ * without reading anything, while a worker thread spins as the service's hash thread does.
+ */
+const BARE_SHED_SERVER = `
+const { Worker } = require('node:worker_threads');
+new Worker('for (;;) {}', { eval: true }).unref();
+const body = JSON.stringify({ error: 'overloaded', message: 'login capacity is full; retry later' });
+const server = require('node:http').createServer((request, response) => {
+  request.resume();
+  response.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', 'content-length': Buffer.byteLength(body) });
+  response.end(body);
+});
+server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
+`;
+
+async function startBareShedServer(): Promise<{ url: string; stop(): void }> {
+  const [port] = await freePorts(1);
+  // The orphan guard ends it (and its spinning thread) if this runner dies first.
+  const child = spawn(process.execPath, ['--require', ORPHAN_GUARD, '-e', BARE_SHED_SERVER], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, PORT: String(port) },
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`bare shed server exited with ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') };
 }
 
 interface AuthProcess {
@@ -126,21 +164,35 @@ interface Outcome {
   at: number;
 }
 
-async function login(url: string, user: number): Promise<Outcome> {
-  const started = performance.now();
+/** One client per process: its keep-alive connections and each account's login request, built once. */
+class LoginClient {
+  private readonly http: RawHttpClient;
+  private readonly requests: Buffer[];
+
+  constructor(url: string) {
+    this.http = new RawHttpClient(url);
+    this.requests = Array.from({ length: ACCOUNTS }, (_, i) =>
+      this.http.request('POST', '/v1/login', { username: `storm-${i}`, password: PASSWORD }),
+    );
+  }
+
+  async login(user: number): Promise<Outcome> {
+    const started = performance.now();
+    const { status, body } = await this.http.send(this.requests[user % ACCOUNTS], CLIENT_TIMEOUT_MS);
+    const at = performance.now();
+    return { status, error: status === 0 ? undefined : errorOf(body), ms: at - started, at };
+  }
+
+  close(): void {
+    this.http.close();
+  }
+}
+
+function errorOf(body: string): string | undefined {
   try {
-    const response = await fetch(`${url}/v1/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: `storm-${user}`, password: PASSWORD }),
-      signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
-    });
-    const body = (await response.json().catch(() => ({}))) as { error?: string };
-    const at = performance.now();
-    return { status: response.status, error: body.error, ms: at - started, at };
+    return (JSON.parse(body) as { error?: string }).error;
   } catch {
-    const at = performance.now();
-    return { status: 0, ms: at - started, at };
+    return undefined;
   }
 }
 
@@ -158,6 +210,7 @@ async function createAccounts(url: string): Promise<void> {
 
 /** Closed loop: `concurrency` clients log in back to back; the pool is never idle, never over-full. */
 async function measureCapacity(url: string, seconds: number, concurrency: number): Promise<number> {
+  const client = new LoginClient(url);
   const deadline = performance.now() + seconds * 1000;
   let ok = 0;
   let next = 0;
@@ -165,16 +218,18 @@ async function measureCapacity(url: string, seconds: number, concurrency: number
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < deadline) {
-        const outcome = await login(url, next++ % ACCOUNTS);
+        const outcome = await client.login(next++);
         if (outcome.status === 200) ok++;
       }
     }),
   );
+  client.close();
   return ok / ((performance.now() - started) / 1000);
 }
 
 /** Open loop at `perSecond` for `seconds`; waits for every request to answer or time out. */
 async function storm(url: string, perSecond: number, seconds: number): Promise<Outcome[]> {
+  const client = new LoginClient(url);
   const total = Math.round(perSecond * seconds);
   const started = performance.now();
   const pending: Promise<Outcome>[] = [];
@@ -182,10 +237,12 @@ async function storm(url: string, perSecond: number, seconds: number): Promise<O
     const due = started + (i * 1000) / perSecond;
     const wait = due - performance.now();
     if (wait > 1) await sleep(wait);
-    pending.push(login(url, i % ACCOUNTS));
+    pending.push(client.login(i));
   }
+  const outcomes = await Promise.all(pending);
+  client.close();
   // Answer times relative to the storm's start, so the parent can tell the storm window from after.
-  return (await Promise.all(pending)).map((o) => ({ ...o, at: o.at - started }));
+  return outcomes.map((o) => ({ ...o, at: o.at - started }));
 }
 
 /**
@@ -266,6 +323,14 @@ export async function runLoginStorm(options: {
           loopMaxMs: lag('nodejs_eventloop_lag_max_seconds'),
         });
         await auth.stop();
+        if (mode === 'admission') {
+          const bare = await startBareShedServer();
+          const baseline = await stormInChild(bare.url, offered, stormSeconds);
+          bare.stop();
+          const phase = phases[phases.length - 1];
+          phase.bareShedP99Ms = p99(baseline.filter((o) => o.at - o.ms >= WARM_MS).map((o) => o.ms));
+          log(`login storm: bare 503 server at the same rate, shed p99 ${phase.bareShedP99Ms.toFixed(1)} ms`);
+        }
       }
     }
     return { capacityPerSecond, capacitySeconds, scrypt: 'N=2^17, r=8, p=1 (service default)', phases };
@@ -281,7 +346,7 @@ function sleep(ms: number): Promise<void> {
 export function formatLoginStorm(result: LoginStormResult): string[] {
   const lines = [
     `capacity C: ${result.capacityPerSecond.toFixed(2)} password logins/s (scrypt ${result.scrypt}, closed loop ${result.capacitySeconds} s)`,
-    `mode       offered        goodput    of C   admitted p99   shed p99 (first ${WARM_MS / 1000} s)   ok/shed/timeout/other   peak RSS   loop p99/max`,
+    `mode       offered        goodput    of C   admitted p99   shed p99 (first ${WARM_MS / 1000} s)   bare 503 p99   ok/shed/timeout/other   peak RSS   loop p99/max`,
   ];
   for (const p of result.phases) {
     lines.push(
@@ -292,6 +357,7 @@ export function formatLoginStorm(result: LoginStormResult): string[] {
         `${(p.goodputOfCapacity * 100).toFixed(0)}%`.padStart(6),
         `${p.admittedP99Ms.toFixed(0)} ms`.padStart(14),
         `${p.shedP99Ms.toFixed(1)} ms (${p.coldShedP99Ms.toFixed(1)} ms)`.padStart(21),
+        (p.bareShedP99Ms === undefined ? '-' : `${p.bareShedP99Ms.toFixed(1)} ms`).padStart(14),
         `${p.ok}/${p.shed}/${p.timeouts}/${p.otherErrors}`.padStart(23),
         `${p.peakRssMiB.toFixed(0)} MiB`.padStart(10),
         `${p.loopP99Ms.toFixed(1)}/${p.loopMaxMs.toFixed(1)} ms`.padStart(15),

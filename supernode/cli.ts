@@ -1,4 +1,4 @@
-import { runAuthService } from './auth';
+import { isAuthWorkerThread, runAuthService, serveAuthWorker } from './auth';
 import { runClient } from './client/cli';
 import { ConfigError } from './config/options';
 import { runLocalTier } from './local/tier';
@@ -64,8 +64,11 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    console.error(`supernode: ${(err as Error).stack ?? String(err)}`);
-    process.exit(1);
-  });
+  // In the one-file bundle the auth service's worker thread starts from this same file.
+  if (isAuthWorkerThread()) serveAuthWorker();
+  else
+    main(process.argv.slice(2)).catch((err: unknown) => {
+      console.error(`supernode: ${(err as Error).stack ?? String(err)}`);
+      process.exit(1);
+    });
 }

@@ -4,3 +4,4 @@ export { type IceServer, iceServersFor } from './core/ice-servers';
 export { USERNAME_PATTERN } from './schemas';
 export { mintAccessTokens, seedAccounts } from './seed';
 export { type AuthService, type AuthServiceOptions, buildAuthService, runAuthService } from './server';
+export { isAuthWorkerThread, serveAuthWorker } from './worker';

@@ -1,5 +1,12 @@
 import { randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto';
 
+/** The three scrypt calls, as the auth service makes them (on its worker thread: auth/worker.ts). */
+export interface PasswordHasher {
+  hashPassword(password: string, params: ScryptParams): Promise<string>;
+  verifyPassword(password: string, encoded: string): Promise<boolean>;
+  dummyVerify(password: string, params: ScryptParams): Promise<false>;
+}
+
 /** scrypt cost parameters plus the sizes of the derived key and the salt, both in bytes. */
 export interface ScryptParams {
   N: number;
@@ -203,3 +210,6 @@ export async function dummyVerify(password: string, params: ScryptParams): Promi
     pw.fill(0);
   }
 }
+
+/** The hasher on the calling thread: what the auth worker serves, and what core tests use directly. */
+export const inThreadPasswords: PasswordHasher = { hashPassword, verifyPassword, dummyVerify };

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { FileKeyRingStorage, type KeyRecord } from './key-ring';
 import { hashPassword, OWASP_SCRYPT } from './passwords';
 import { signAccessToken } from './signing';
-import { AccountStore, createDynamoClients, ensureTable, newAccount } from './store';
+import { AccountStore, createDynamoClients, ensureTable } from './store';
+import { newAccount } from './store-api';
 
 /**
  * Writes accounts straight into the embedded store under `dataDir` (before an auth service holds it),

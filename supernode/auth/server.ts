@@ -18,13 +18,13 @@ import { Lockout } from './core/lockout';
 import { describe } from './core/outcome';
 import { RevocationPublisher } from './core/revocations';
 import { TokenIssuer } from './core/tokens';
-import { type EmbeddedDynamo, startEmbeddedDynamo } from './embedded-store';
 import { FileKeyRingStorage, KeyRing, type KeyRingStorage } from './key-ring';
 import { AuthMetrics } from './metrics';
-import { dummyVerify, type ScryptParams } from './passwords';
+import type { ScryptParams } from './passwords';
 import type { S3Publisher } from './publisher';
 import type { SecretsManagerKeyRingStorage } from './secrets-key-ring';
-import { AccountStore, createDynamoClients, ensureTable } from './store';
+import type { AccountStoreApi } from './store-api';
+import { startAuthWorker } from './worker';
 
 export interface AuthServiceOptions extends Partial<AuthConfig> {
   logger?: Logger;
@@ -37,7 +37,7 @@ export interface AuthService {
   readonly config: Readonly<AuthConfig>;
   readonly pool: HashPool;
   readonly keys: KeyRing;
-  readonly store: AccountStore;
+  readonly store: AccountStoreApi;
   /** Files that supernodes can read while this service is down. */
   readonly files: { jwks: string; revocations: string };
   /** Copies those files to S3 (with `publishBucket`). */
@@ -66,13 +66,16 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     saltLength: 16,
   };
 
-  let embedded: EmbeddedDynamo | undefined;
-  let endpoint = config.dynamodbEndpoint;
-  if (!endpoint && !config.awsDynamodb) {
-    embedded = await startEmbeddedDynamo({ path: join(config.dataDir, 'dynamo') });
-    endpoint = embedded.endpoint;
-  }
-  const { client, doc } = createDynamoClients({ endpoint, region: config.region });
+  // Store and scrypt calls run on the worker thread; this thread keeps HTTP and admission. The thread
+  // starts (loads the AWS SDK, opens the store) while this one loads the signing keys.
+  const starting = startAuthWorker({
+    table: config.table,
+    region: config.region,
+    endpoint: config.dynamodbEndpoint,
+    embeddedPath: config.dynamodbEndpoint || config.awsDynamodb ? undefined : join(config.dataDir, 'dynamo'),
+    log,
+  });
+  starting.catch(() => undefined); // awaited below, after the keys
   // The AWS SDK clients below load only when used: each costs tens of MB of start-up memory.
   const publisher: S3Publisher | undefined = config.publishBucket
     ? new (require('./publisher') as typeof import('./publisher')).S3Publisher({
@@ -88,9 +91,6 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
           require('./secrets-key-ring') as typeof import('./secrets-key-ring')
         ).SecretsManagerKeyRingStorage({ secretId: config.keyRingSecret, region: config.region })
       : undefined;
-  // In AWS the table belongs to the stack; locally it is created on first start.
-  if (endpoint) await ensureTable(client, config.table);
-  const store = new AccountStore(doc, config.table, { logger: log });
 
   const accessTtlMs = config.accessTtlSec * 1000;
   const keys = new KeyRing({
@@ -104,12 +104,22 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     onJwks: publisher && ((text) => publisher.publish('jwks.json', `${text}\n`, 'public, max-age=60')),
     log,
   });
-  await keys.start();
+  try {
+    await keys.start();
+  } catch (err) {
+    await starting.then(
+      (w) => w.close(),
+      () => undefined,
+    );
+    throw err;
+  }
+  const worker = await starting;
+  const { store, passwords } = worker;
 
   // One hash timed at start-up seeds the pool's duration estimate: with a guess, the first seconds of a
   // storm admitted places whose turn came after their deadline (dropped after 3 s of waiting, bench).
   const calibrationStarted = performance.now();
-  await dummyVerify('calibration-password', scrypt);
+  await passwords.dummyVerify('calibration-password', scrypt);
   const pool = new HashPool({
     initialRunMs: Math.max(1, performance.now() - calibrationStarted),
     // One core stays with the event loop: with every core hashing, a storm's requests (and their sheds)
@@ -133,7 +143,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     baseSec: config.lockoutBaseSec,
     maxSec: config.lockoutMaxSec,
   });
-  const accounts = new Accounts({ store, gates, lockout, tokens, revocations, metrics, scrypt });
+  const accounts = new Accounts({ store, gates, lockout, tokens, revocations, metrics, scrypt, passwords });
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -198,9 +208,8 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
     await app.close();
     // A last data point or object copy in flight may finish (each bounded by its timeout); no retries.
     await Promise.allSettled([cloudWatch?.stop(), publisher?.stop()]);
-    client.destroy();
     secretStorage?.close();
-    await embedded?.close();
+    await worker.close();
   };
   return {
     app,
@@ -226,10 +235,7 @@ export async function buildAuthService(options: AuthServiceOptions = {}): Promis
       }
       const address = app.server.address();
       const port = typeof address === 'object' && address ? address.port : config.port;
-      log.info(
-        { port, kid: keys.signingKey().kid, store: embedded ? 'embedded' : 'dynamodb' },
-        'auth service listening',
-      );
+      log.info({ port, kid: keys.signingKey().kid, store: worker.storeKind }, 'auth service listening');
       cloudWatch?.start();
       return { port, url: `http://${config.host}:${port}` };
     },

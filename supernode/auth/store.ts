@@ -41,19 +41,6 @@ export interface Account {
   lockedUntil: number;
 }
 
-/** A fresh account as sign-up stores it. */
-export function newAccount(username: string, passwordHash: string, now: number = Date.now()): Account {
-  return {
-    username,
-    passwordHash,
-    disabled: false,
-    createdAt: now,
-    passwordChangedAt: now,
-    failedLogins: 0,
-    lockedUntil: 0,
-  };
-}
-
 export interface RefreshRecord {
   tokenHash: string;
   familyId: string;

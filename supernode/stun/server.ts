@@ -37,7 +37,7 @@ export interface StunServerStats {
   errorResponses: number;
   /** Datagrams that got no reply. */
   dropped: number;
-  /** Replies that then failed to send (a subset of answered + errorResponses). */
+  /** Replies whose send threw (a subset of answered + errorResponses); later send failures are not seen. */
   sendErrors: number;
 }
 
@@ -146,7 +146,10 @@ export class StunServer {
       outcome = 'answered';
     }
     try {
-      socket.send(reply, remote.port, remote.address, this.onSent);
+      // No completion callback: dgram's fast path (a synchronous try-send, no request object and no
+      // callback per answer), as the TURN relay does. A reply the kernel refuses later is a lost
+      // datagram, which the client's retransmission covers; only throws are counted.
+      socket.send(reply, remote.port, remote.address);
     } catch (err) {
       // e.g. the socket closed under us; the reply is already counted, so count the failure too.
       this.onSent(err instanceof Error ? err : new Error(String(err)));

@@ -16,6 +16,7 @@ import { TokenIssuer, type TokenPair } from '../../supernode/auth/core/tokens';
 import { type EmbeddedDynamo, startEmbeddedDynamo } from '../../supernode/auth/embedded-store';
 import { FileKeyRingStorage, KeyRing } from '../../supernode/auth/key-ring';
 import { AuthMetrics } from '../../supernode/auth/metrics';
+import { inThreadPasswords } from '../../supernode/auth/passwords';
 import { AccountStore, createDynamoClients, ensureTable } from '../../supernode/auth/store';
 import { createLogger } from '../../supernode/shared/log';
 
@@ -81,7 +82,16 @@ function core(limits: Partial<ConstructorParameters<typeof Gates>[0]> = {}, conc
     refreshTtlSec: 3600,
   });
   const lockout = new Lockout(store, { threshold: 3, baseSec: 60, maxSec: 600 });
-  const accounts = new Accounts({ store, gates, lockout, tokens, revocations, metrics, scrypt: SCRYPT });
+  const accounts = new Accounts({
+    store,
+    gates,
+    lockout,
+    tokens,
+    revocations,
+    metrics,
+    scrypt: SCRYPT,
+    passwords: inThreadPasswords,
+  });
   return { accounts, tokens, gates, metrics, pool, revocations };
 }
 

@@ -2,9 +2,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startEmbeddedDynamo } from '../../supernode/auth/embedded-store';
 import { bundle } from '../../supernode/build/bundle';
 import { SupernodeSession } from '../../supernode/client/session';
-import { freePorts } from '../../supernode/local/fleet';
+import { freePorts, waitReady } from '../../supernode/local/fleet';
 import { makeTestKeys, type TestKeys } from '../helpers/node';
 
 let dir: string;
@@ -60,3 +61,36 @@ test('a node started from the bundle serves sessions', async () => {
     child.kill('SIGKILL');
   }
 });
+
+test('the auth service from the bundle runs its worker thread from the same file', async () => {
+  // dynalite stays out of the bundle (AWS has DynamoDB): the store here is one the test runs.
+  const store = await startEmbeddedDynamo({ path: join(dir, 'dynamo') });
+  const [port] = await freePorts(1);
+  const child = spawn(
+    process.execPath,
+    [outfile, 'auth', '--port', String(port), '--dynamodb-endpoint', store.endpoint, '--scrypt-n', '1024'],
+    {
+      cwd: dir,
+      stdio: 'ignore',
+      env: { ...process.env, NODE_PATH: '', AUTH_DATA_DIR: join(dir, 'auth-data'), AUTH_LOG_LEVEL: 'error' },
+    },
+  );
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    await waitReady(url, 30_000, child);
+    const credentials = JSON.stringify({ username: 'bundled', password: 'bundle-password-1' });
+    const post = (path: string) =>
+      fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: credentials,
+      });
+    expect((await post('/v1/accounts')).status).toBe(201);
+    const login = await post('/v1/login');
+    expect(login.status).toBe(200);
+    expect(((await login.json()) as { accessToken: string }).accessToken).toMatch(/^ey/);
+  } finally {
+    child.kill('SIGKILL');
+    await store.close();
+  }
+}, 60_000);

@@ -1,6 +1,6 @@
 import type { AuthMetrics } from '../metrics';
-import { dummyVerify, hashPassword, needsRehash, type ScryptParams, verifyPassword } from '../passwords';
-import { type AccountStore, newAccount } from '../store';
+import { needsRehash, type PasswordHasher, type ScryptParams } from '../passwords';
+import { type AccountStoreApi, newAccount } from '../store-api';
 import type { Admitted, Gates } from './gates';
 import type { Lockout } from './lockout';
 import { type Outcome, type Refusal, refusal, success, WRONG_CREDENTIALS } from './outcome';
@@ -8,13 +8,15 @@ import type { RevocationPublisher } from './revocations';
 import type { TokenIssuer } from './tokens';
 
 export interface AccountsOptions {
-  store: AccountStore;
+  store: AccountStoreApi;
   gates: Gates;
   lockout: Lockout;
   tokens: TokenIssuer;
   revocations: RevocationPublisher;
   metrics: AuthMetrics;
   scrypt: ScryptParams;
+  /** The scrypt calls; the service passes its worker thread's (auth/worker.ts). */
+  passwords: PasswordHasher;
 }
 
 /** Sign-up, password login, password change and disabling: the password-class work of the service. */
@@ -30,11 +32,11 @@ export class Accounts {
   }
 
   async signUp(ip: string, username: string, password: string, early?: Admitted): Promise<Outcome> {
-    const { gates, store, metrics, scrypt } = this.options;
+    const { gates, store, metrics, scrypt, passwords } = this.options;
     const admitted = this.admitted(ip, 'create_account', early);
     if ('ok' in admitted) return admitted;
     return gates.password(admitted, username, 'create_account', async (inSlot) => {
-      const passwordHash = await inSlot(() => hashPassword(password, scrypt));
+      const passwordHash = await inSlot(() => passwords.hashPassword(password, scrypt));
       const outcome = await store.createAccount(newAccount(username, passwordHash));
       metrics.requests.inc({ route: 'create_account', outcome });
       if (outcome === 'exists') return refusal(409, 'username_taken', 'that username is taken');
@@ -43,7 +45,7 @@ export class Accounts {
   }
 
   async login(ip: string, username: string, password: string, early?: Admitted): Promise<Outcome> {
-    const { gates, store, metrics, scrypt, lockout, tokens } = this.options;
+    const { gates, store, metrics, scrypt, passwords, lockout, tokens } = this.options;
     const admitted = this.admitted(ip, 'login', early);
     if ('ok' in admitted) return admitted;
     return gates.password(admitted, username, 'login', async (inSlot) => {
@@ -57,10 +59,13 @@ export class Accounts {
       // An unknown name costs a hash too, so timing does not tell whether the account exists.
       // One slot covers the check and, when the stored parameters are below today's, the re-hash.
       const { valid, upgradedHash } = await inSlot(async () => {
-        if (!account) return { valid: await dummyVerify(password, scrypt), upgradedHash: undefined };
-        const ok = await verifyPassword(password, account.passwordHash);
+        if (!account)
+          return { valid: await passwords.dummyVerify(password, scrypt), upgradedHash: undefined };
+        const ok = await passwords.verifyPassword(password, account.passwordHash);
         const upgrade =
-          ok && needsRehash(account.passwordHash, scrypt) ? await hashPassword(password, scrypt) : undefined;
+          ok && needsRehash(account.passwordHash, scrypt)
+            ? await passwords.hashPassword(password, scrypt)
+            : undefined;
         return { valid: ok, upgradedHash: upgrade };
       });
       if (!valid || !account) {
@@ -88,7 +93,7 @@ export class Accounts {
     newPassword: string,
     early?: Admitted,
   ): Promise<Outcome> {
-    const { gates, store, metrics, scrypt, lockout, revocations } = this.options;
+    const { gates, store, metrics, scrypt, passwords, lockout, revocations } = this.options;
     const admitted = this.admitted(ip, 'change_password', early);
     if ('ok' in admitted) return admitted;
     return gates.password(admitted, username, 'change_password', async (inSlot) => {
@@ -98,9 +103,11 @@ export class Accounts {
       if (until) return refusal(429, 'too_many_attempts', 'too many failed attempts; try later', until - now);
       const newHash = await inSlot(async () => {
         const valid = account
-          ? await verifyPassword(currentPassword, account.passwordHash)
-          : await dummyVerify(currentPassword, scrypt);
-        return valid && account && !account.disabled ? hashPassword(newPassword, scrypt) : undefined;
+          ? await passwords.verifyPassword(currentPassword, account.passwordHash)
+          : await passwords.dummyVerify(currentPassword, scrypt);
+        return valid && account && !account.disabled
+          ? passwords.hashPassword(newPassword, scrypt)
+          : undefined;
       });
       if (!newHash) {
         await lockout.recordFailure(account, username, Date.now());

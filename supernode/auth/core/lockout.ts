@@ -1,4 +1,5 @@
-import type { Account, AccountStore } from '../store';
+import type { Account } from '../store';
+import type { AccountStoreApi } from '../store-api';
 
 export interface LockoutPolicy {
   /** Failures in a row before the first lock. */
@@ -18,7 +19,7 @@ export class Lockout {
   private readonly phantomFailures = new Map<string, { failures: number; lockedUntil: number }>();
 
   constructor(
-    private readonly store: AccountStore,
+    private readonly store: AccountStoreApi,
     private readonly policy: LockoutPolicy,
   ) {}
 

@@ -1,9 +1,10 @@
 import { writeAtomically } from '../../shared/files';
 import type { S3Publisher } from '../publisher';
-import type { AccountStore, Revocation } from '../store';
+import type { Revocation } from '../store';
+import type { AccountStoreApi } from '../store-api';
 
 export interface RevocationPublisherOptions {
-  store: AccountStore;
+  store: AccountStoreApi;
   /** The file supernodes on this host read. */
   file: string;
   publisher?: S3Publisher;

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { KeyRing } from '../key-ring';
 import { signAccessToken } from '../signing';
-import type { AccountStore } from '../store';
+import type { AccountStoreApi } from '../store-api';
 import type { IceServer, IceServerIssuer } from './ice-servers';
 import { type Outcome, refusal, success } from './outcome';
 import type { RevocationPublisher } from './revocations';
@@ -35,7 +35,7 @@ export function sha256(text: string): string {
  */
 export class TokenIssuer {
   constructor(
-    private readonly store: AccountStore,
+    private readonly store: AccountStoreApi,
     private readonly keys: KeyRing,
     private readonly revocations: RevocationPublisher,
     private readonly policy: TokenPolicy,
