@@ -50,6 +50,11 @@ export class ClientFleet {
     return fleet;
   }
 
+  /** The worker processes' ids, for CPU accounting. */
+  pids(): number[] {
+    return this.workers.flatMap((worker) => (worker.pid ? [worker.pid] : []));
+  }
+
   send(command: WorkerCommand): void {
     for (const worker of this.workers) if (worker.connected) worker.send(command);
   }
