@@ -2,7 +2,9 @@
  * Login-storm benchmark: how the auth service holds up when offered 10x and 50x the password logins
  * it can hash, against the same routes with admission control turned off, in the same run.
  *
- *   npx tsx bench/login-storm.ts [--quick]
+ *   npx tsx bench/login-storm.ts [--quick] [--admission-only]
+ *
+ * `--admission-only` leaves out the naive baseline's storms (for A/B runs of the service itself).
  *
  * 1. Capacity C: a closed loop keeps the hash pool busy (a few logins always waiting) and counts
  *    successful logins per second.
@@ -271,8 +273,10 @@ function p99(values: number[]): number {
 export async function runLoginStorm(options: {
   quick: boolean;
   log: (line: string) => void;
+  admissionOnly?: boolean;
 }): Promise<LoginStormResult> {
   const { quick, log } = options;
+  const modes = options.admissionOnly ? (['admission'] as const) : (['admission', 'naive'] as const);
   const capacitySeconds = quick ? 6 : 15;
   const stormSeconds = quick ? 5 : 20;
   const dataDir = await mkdtemp(join(tmpdir(), 'login-storm-'));
@@ -288,7 +292,7 @@ export async function runLoginStorm(options: {
       `login storm: capacity C = ${capacityPerSecond.toFixed(2)} logins/s (closed loop, ${capacitySeconds} s)`,
     );
     await auth.stop();
-    for (const mode of ['admission', 'naive'] as const) {
+    for (const mode of modes) {
       for (const multiple of [10, 50]) {
         auth = await startAuth(dataDir, mode === 'admission');
         const offered = capacityPerSecond * multiple;
@@ -374,10 +378,12 @@ if (require.main === module && process.env[CHILD_ENV]) {
   });
 } else if (require.main === module) {
   const quick = process.argv.includes('--quick');
-  runLoginStorm({ quick, log: (line) => console.log(line) })
+  const admissionOnly = process.argv.includes('--admission-only');
+  runLoginStorm({ quick, admissionOnly, log: (line) => console.log(line) })
     .then((result) => {
       console.log(formatLoginStorm(result).join('\n'));
-      console.log(`command: npx tsx bench/login-storm.ts${quick ? ' --quick' : ''}`);
+      const flags = `${quick ? ' --quick' : ''}${admissionOnly ? ' --admission-only' : ''}`;
+      console.log(`command: npx tsx bench/login-storm.ts${flags}`);
     })
     .catch((err: unknown) => {
       console.error(err);
