@@ -4,15 +4,10 @@
  * served by its own Fastify instance on a third origin. Two browser contexts are two people.
  * The tests share the tier and run in order.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { type AuthService, buildAuthService } from '../../supernode/auth/server';
-import { demoRoutes } from '../../supernode/demo/routes';
-import { type FleetNode, freePorts, killAll, planFleet, startFleetNode } from '../../supernode/local/fleet';
-import { launchChromium } from './browser';
+import type { Page } from 'playwright-core';
+import type { FleetNode } from '../../supernode/local/fleet';
+import { type DemoTier, startDemoTier } from './demo-tier';
 
 const SECRET = 'mesh-secret-for-browser-tests-0123456789';
 const PASSWORD = 'correct-horse-1';
@@ -20,36 +15,13 @@ const SCREENSHOT = join(__dirname, '../../docs/images/demo.png');
 /** Waits on the DOM: generous for a loaded 2-core machine, far below the test timeout. */
 const DOM_WAIT = { timeout: 15_000 };
 
-let dataDir: string;
-let auth: AuthService;
-let authUrl: string;
+let tier: DemoTier<FleetNode>;
 let fleet: FleetNode[] = [];
-let demo: FastifyInstance;
-let demoUrl: string;
-let browser: Browser;
-const contexts: BrowserContext[] = [];
 const pages: Record<'alice' | 'bob', Page> = {} as Record<'alice' | 'bob', Page>;
-const pageErrors: string[] = [];
 
-/** Successful requests of one route, as the auth service counts them on /metrics. */
-async function authRequests(route: 'login' | 'refresh'): Promise<number> {
-  const text = await (await fetch(`${authUrl}/metrics`)).text();
-  const match = new RegExp(`^auth_requests_total\\{route="${route}",outcome="ok"\\} (\\d+)$`, 'm').exec(text);
-  return match ? Number(match[1]) : 0;
-}
-const passwordLogins = () => authRequests('login');
-const refreshes = () => authRequests('refresh');
-
-async function openPage(nodeIndex: number): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
-  contexts.push(context);
-  context.setDefaultTimeout(DOM_WAIT.timeout);
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  await page.goto(`${demoUrl}/demo/?node=${nodeIndex}`);
-  await page.waitForSelector('body[data-ready="true"]', DOM_WAIT);
-  return page;
-}
+const passwordLogins = () => tier.authRequests('login');
+const refreshes = () => tier.authRequests('refresh');
+const openPage = (nodeIndex: number) => tier.openPage(nodeIndex);
 
 async function signUp(page: Page, user: string): Promise<void> {
   await page.fill('#username', user);
@@ -89,44 +61,11 @@ async function heard(page: Page, text: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'browser-demo-'));
-  const [demoPort, authPort] = await freePorts(2);
-  demoUrl = `http://127.0.0.1:${demoPort}`;
-  auth = await buildAuthService({
-    scryptN: 1024,
-    hashConcurrency: 2,
-    logLevel: 'silent',
-    keyPublishLeadSec: 0,
-    dataDir,
-    port: authPort,
-    corsOrigins: [demoUrl],
-  });
-  ({ url: authUrl } = await auth.listen());
-  fleet = await planFleet(2, 'b');
-  const started = Promise.all(
-    fleet.map((node) =>
-      startFleetNode(node, {
-        jwksFile: auth.files.jwks,
-        secret: SECRET,
-        peers: fleet,
-      }),
-    ),
-  );
-  demo = Fastify();
-  await demo.register(demoRoutes, { authUrl, nodeUrls: fleet.map((n) => n.url) });
-  await demo.listen({ host: '127.0.0.1', port: demoPort });
-  browser = await launchChromium();
-  await started;
+  tier = await startDemoTier({ name: 'demo', meshSecret: SECRET, domTimeoutMs: DOM_WAIT.timeout });
+  fleet = tier.fleet;
 }, 30_000);
 
-afterAll(async () => {
-  await Promise.all(contexts.map((c) => c.close()));
-  await browser?.close();
-  killAll(fleet);
-  await demo?.close();
-  await auth?.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => tier?.close());
 
 test('two people sign up in two browsers, find each other and chat across two nodes', async () => {
   pages.alice = await openPage(1);
@@ -154,7 +93,7 @@ test('two people sign up in two browsers, find each other and chat across two no
   await pages.alice.waitForSelector('#contacts li[data-user="bob"][data-presence="online"]', DOM_WAIT);
 
   await pages.alice.screenshot({ path: SCREENSHOT });
-  expect(pageErrors).toEqual([]);
+  expect(tier.pageErrors).toEqual([]);
 });
 
 test('kill -9 of the node the page is on: the SDK resumes on the other node without the password', async () => {
@@ -182,5 +121,5 @@ test('kill -9 of the node the page is on: the SDK resumes on the other node with
   await connectedTo(pages.alice, fleet[1]);
   expect(await pages.alice.textContent('#status')).toContain('resumed with stored tokens');
   expect(await passwordLogins()).toBe(loginsBefore);
-  expect(pageErrors).toEqual([]);
+  expect(tier.pageErrors).toEqual([]);
 });

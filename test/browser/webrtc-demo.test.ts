@@ -6,17 +6,11 @@
  * the nodes' own TURN counters say the bytes went through them. The tests share the tier, in order.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { type AuthService, buildAuthService } from '../../supernode/auth/server';
-import { demoRoutes } from '../../supernode/demo/routes';
-import { type FleetNode, freePorts, killAll, planFleet, startFleetNode } from '../../supernode/local/fleet';
-import { launchChromium } from './browser';
+import type { Page } from 'playwright-core';
+import { type FleetNode, freePorts } from '../../supernode/local/fleet';
+import { DEMO_HOST, type DemoTier, startDemoTier } from './demo-tier';
 
-const HOST = '127.0.0.1';
+const HOST = DEMO_HOST;
 const MESH_SECRET = 'mesh-secret-for-webrtc-demo-0123456789';
 const TURN_SECRET = randomBytes(24).toString('base64url');
 const PASSWORD = 'correct-horse-1';
@@ -42,16 +36,9 @@ interface TurnNode extends FleetNode {
   relay: { min: number; max: number };
 }
 
-let dataDir: string;
-let auth: AuthService;
-let authUrl: string;
+let tier: DemoTier<TurnNode>;
 let fleet: TurnNode[] = [];
-let demo: FastifyInstance;
-let demoUrl: string;
-let browser: Browser;
-const contexts: BrowserContext[] = [];
 const pages: Record<'alice' | 'bob', Page> = {} as Record<'alice' | 'bob', Page>;
-const pageErrors: string[] = [];
 
 async function metricsOf(node: TurnNode): Promise<string> {
   return (await fetch(`http://${HOST}:${node.port}/metrics`)).text();
@@ -73,22 +60,8 @@ async function relayedBytes(direction: 'to_peer' | 'to_client'): Promise<number>
   return each.reduce((sum, bytes) => sum + bytes, 0);
 }
 
-async function passwordLogins(): Promise<number> {
-  const text = await (await fetch(`${authUrl}/metrics`)).text();
-  const match = /^auth_requests_total\{route="login",outcome="ok"\} (\d+)$/m.exec(text);
-  return match ? Number(match[1]) : 0;
-}
-
-async function openPage(nodeIndex: number): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
-  contexts.push(context);
-  context.setDefaultTimeout(DOM_WAIT.timeout);
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  await page.goto(`${demoUrl}/demo/?node=${nodeIndex}`);
-  await page.waitForSelector('body[data-ready="true"]', DOM_WAIT);
-  return page;
-}
+const passwordLogins = () => tier.authRequests('login');
+const openPage = (nodeIndex: number) => tier.openPage(nodeIndex);
 
 /** What the page says about its connection and its direct call, for the message of a failed wait. */
 async function pageState(page: Page): Promise<string> {
@@ -227,70 +200,47 @@ async function chatDirect(fromAlice: string, fromBob: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'browser-webrtc-demo-'));
-  const [demoPort, authPort, ...turnPorts] = await freePorts(4);
-  demoUrl = `http://${HOST}:${demoPort}`;
-  const relayBase = 20_000 + randomInt(12_000 - 2 * RELAY_PORTS_PER_NODE);
-  fleet = (await planFleet(2, 'w')).map((node, i) => ({
-    ...node,
-    turnPort: turnPorts[i],
-    relay: {
-      min: relayBase + i * RELAY_PORTS_PER_NODE,
-      max: relayBase + (i + 1) * RELAY_PORTS_PER_NODE - 1,
-    },
-  }));
-  auth = await buildAuthService({
-    scryptN: 1024,
-    hashConcurrency: 2,
-    logLevel: 'silent',
-    keyPublishLeadSec: 0,
-    dataDir,
-    host: HOST,
-    port: authPort,
-    corsOrigins: [demoUrl],
-    // As the local tier does: every node's TURN, over UDP and TCP.
-    turnUrls: fleet.flatMap((node) => [
-      `turn:${HOST}:${node.turnPort}?transport=udp`,
-      `turn:${HOST}:${node.turnPort}?transport=tcp`,
-    ]),
-    turnSecret: TURN_SECRET,
-  });
-  ({ url: authUrl } = await auth.listen());
-  const started = Promise.all(
-    fleet.map((node) =>
-      startFleetNode(node, {
-        jwksFile: auth.files.jwks,
-        secret: MESH_SECRET,
-        peers: fleet,
-        extraEnv: {
-          SUPERNODE_TURN: 'true',
-          SUPERNODE_TURN_SECRET: TURN_SECRET,
-          SUPERNODE_STUN_HOST: HOST,
-          SUPERNODE_STUN_PORT: String(node.turnPort),
-          SUPERNODE_TURN_MIN_PORT: String(node.relay.min),
-          SUPERNODE_TURN_MAX_PORT: String(node.relay.max),
-          // Both browsers run here, so each relayed address (the other's peer address) is loopback,
-          // which the default policy refuses; this opens exactly that address.
-          SUPERNODE_TURN_ALLOW_PEERS: HOST,
+  tier = await startDemoTier<TurnNode>({
+    name: 'webrtc-demo',
+    meshSecret: MESH_SECRET,
+    domTimeoutMs: DOM_WAIT.timeout,
+    chromiumArgs: CHROMIUM_ARGS,
+    extendNodes: async (nodes) => {
+      const turnPorts = await freePorts(nodes.length);
+      const relayBase = 20_000 + randomInt(12_000 - 2 * RELAY_PORTS_PER_NODE);
+      return nodes.map((node, i) => ({
+        ...node,
+        turnPort: turnPorts[i],
+        relay: {
+          min: relayBase + i * RELAY_PORTS_PER_NODE,
+          max: relayBase + (i + 1) * RELAY_PORTS_PER_NODE - 1,
         },
-      }),
-    ),
-  );
-  demo = Fastify();
-  await demo.register(demoRoutes, { authUrl, nodeUrls: fleet.map((n) => n.url) });
-  await demo.listen({ host: HOST, port: demoPort });
-  browser = await launchChromium(CHROMIUM_ARGS);
-  await started;
+      }));
+    },
+    authOptions: (nodes) => ({
+      // As the local tier does: every node's TURN, over UDP and TCP.
+      turnUrls: nodes.flatMap((node) => [
+        `turn:${HOST}:${node.turnPort}?transport=udp`,
+        `turn:${HOST}:${node.turnPort}?transport=tcp`,
+      ]),
+      turnSecret: TURN_SECRET,
+    }),
+    nodeEnv: (node) => ({
+      SUPERNODE_TURN: 'true',
+      SUPERNODE_TURN_SECRET: TURN_SECRET,
+      SUPERNODE_STUN_HOST: HOST,
+      SUPERNODE_STUN_PORT: String(node.turnPort),
+      SUPERNODE_TURN_MIN_PORT: String(node.relay.min),
+      SUPERNODE_TURN_MAX_PORT: String(node.relay.max),
+      // Both browsers run here, so each relayed address (the other's peer address) is loopback,
+      // which the default policy refuses; this opens exactly that address.
+      SUPERNODE_TURN_ALLOW_PEERS: HOST,
+    }),
+  });
+  fleet = tier.fleet;
 }, 40_000);
 
-afterAll(async () => {
-  await Promise.all(contexts.map((c) => c.close()));
-  await browser?.close();
-  killAll(fleet);
-  await demo?.close();
-  await auth?.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => tier?.close());
 
 test('alice and bob on two nodes open a relay-only data channel from the demo and chat over it both ways', async () => {
   pages.alice = await openPage(1);
@@ -320,7 +270,7 @@ test('alice and bob on two nodes open a relay-only data channel from the demo an
   );
   expect(await pages.alice.textContent('#direct')).toContain("iceTransportPolicy: 'relay'");
   await chatDirect(`Hi Bob, straight over WebRTC. ${'a'.repeat(1500)}`, 'Hello Alice, relayed by TURN.');
-  expect(pageErrors).toEqual([]);
+  expect(tier.pageErrors).toEqual([]);
 });
 
 test('after a reload the page resumes without the password and still has the iceServers for a new call', async () => {
@@ -335,7 +285,7 @@ test('after a reload the page resumes without the password and still has the ice
   await callBob('.direct-button');
   await chatDirect('Back after a reload, same TURN credentials.', `Welcome back. ${'b'.repeat(1200)}`);
   expect(await passwordLogins()).toBe(loginsBefore);
-  expect(pageErrors).toEqual([]);
+  expect(tier.pageErrors).toEqual([]);
 });
 
 test('an audio call where the browser allows it: Chromium’s fake microphones, audio both ways through TURN', async () => {
@@ -359,5 +309,5 @@ test('an audio call where the browser allows it: Chromium’s fake microphones, 
   expect(await relayedBytes('to_peer')).toBeGreaterThan(toPeerBefore);
   // The data channel of the same call still carries the chat.
   await chatDirect('Can you hear the beep?', 'Loud and clear, through the relay.');
-  expect(pageErrors).toEqual([]);
+  expect(tier.pageErrors).toEqual([]);
 });
