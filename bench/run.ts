@@ -167,7 +167,12 @@ async function main(): Promise<void> {
       else if (part === 'login') result = await runLoginPart(args.quick);
       else if (part === 'mesh') result = await runMeshPart(args.quick);
       else if (part === 'stun')
-        result = await runStun(keys, { generators: 3, window: 64, seconds: args.quick ? 3 : 8 });
+        result = await runStun(keys, {
+          generators: 3,
+          window: 64,
+          seconds: args.quick ? 3 : 8,
+          processes: 2,
+        });
       else if (part === 'turn') result = await runTurnPart(args.quick);
       else result = await runDirectoryPart(args.quick);
       rows.push(...result.rows);

@@ -4,6 +4,7 @@ import { ConfigError } from './config/options';
 import { runLocalTier } from './local/tier';
 import { runSupernode } from './node';
 import { runSoak } from './soak';
+import { isStunResponderProcess, serveStunResponder } from './stun/responders';
 
 // The AWS SDK warns once per process, on Node 20, that its 2027 releases will need Node 22. Our
 // instances run Node 22 (docs/decisions.md); on a developer's Node 20 the warning is ten lines of noise
@@ -64,8 +65,9 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 if (require.main === module) {
-  // In the one-file bundle the auth service's worker thread starts from this same file.
+  // In the one-file bundle the auth service's worker thread and the STUN responders start from this file.
   if (isAuthWorkerThread()) serveAuthWorker();
+  else if (isStunResponderProcess()) serveStunResponder();
   else
     main(process.argv.slice(2)).catch((err: unknown) => {
       console.error(`supernode: ${(err as Error).stack ?? String(err)}`);

@@ -15,6 +15,8 @@ export interface StunOptions {
   generators: number;
   window: number;
   seconds: number;
+  /** --stun-processes of the measured node; coturn runs one thread per core by default. */
+  processes: number;
 }
 
 const TARGET_RATIO = 0.8;
@@ -79,27 +81,39 @@ async function startCoturn(port: number) {
   return { child, command: `turnserver ${args.join(' ')}` };
 }
 
-export async function runStun(keys: BenchKeys, options: StunOptions): Promise<PartResult> {
+async function measureNode(keys: BenchKeys, options: StunOptions, processes: number) {
   const stunPort = await freePort();
   log(
     'stun',
-    `supernode STUN on UDP ${stunPort}: ${options.generators} generators, window ${options.window}, ${options.seconds} s`,
+    `supernode STUN on UDP ${stunPort}, --stun-processes ${processes}: ${options.generators} generators, window ${options.window}, ${options.seconds} s`,
   );
-  const node = await startSupernode('stun-node', keys, ['--stun', '--stun-port', String(stunPort)]);
-  let ours: Awaited<ReturnType<typeof load>>;
+  const node = await startSupernode('stun-node', keys, [
+    '--stun',
+    '--stun-port',
+    String(stunPort),
+    '--stun-processes',
+    String(processes),
+  ]);
   try {
-    ours = await load(stunPort, options);
+    const result = await load(stunPort, options);
+    log('stun', `  ${int(result.perSecond)} answers/s (${int(result.answers)} of ${int(result.sent)} sent)`);
+    return result;
   } finally {
     await node.child.stop(2000);
   }
-  log('stun', `  ${int(ours.perSecond)} answers/s (${int(ours.answers)} of ${int(ours.sent)} sent)`);
+}
 
+export async function runStun(keys: BenchKeys, options: StunOptions): Promise<PartResult> {
+  const ours = await measureNode(keys, options, options.processes);
+  // The node process alone, for reference: what the extra processes add.
+  const single = options.processes > 1 ? await measureNode(keys, options, 1) : undefined;
   const rows: Row[] = [];
-  const data: Record<string, unknown> = { supernode: ours, options };
+  const data: Record<string, unknown> = { supernode: ours, supernodeOneProcess: single, options };
+  const what = `STUN Binding answers/s (${options.processes} process${options.processes > 1 ? 'es' : ''})`;
   if (!hasTurnserver()) {
     log('stun', '  baseline skipped: turnserver is not installed (apt-get install -y coturn)');
     rows.push({
-      what: 'STUN Binding answers/s',
+      what,
       measured: `${int(ours.perSecond)}/s`,
       baseline: 'coturn: not installed',
       ratio: 'n/a',
@@ -120,12 +134,21 @@ export async function runStun(keys: BenchKeys, options: StunOptions): Promise<Pa
   log('stun', `  ${int(theirs.perSecond)} answers/s (${int(theirs.answers)} of ${int(theirs.sent)} sent)`);
   const ratio = ours.perSecond / theirs.perSecond;
   rows.push({
-    what: 'STUN Binding answers/s',
+    what,
     measured: `${int(ours.perSecond)}/s`,
     baseline: `coturn ${int(theirs.perSecond)}/s`,
     ratio: percent(ratio),
     target: `>=${TARGET_RATIO}x coturn`,
     verdict: ratio >= TARGET_RATIO ? 'meets' : 'misses',
   });
+  if (single)
+    rows.push({
+      what: 'STUN Binding answers/s (node process alone)',
+      measured: `${int(single.perSecond)}/s`,
+      baseline: `coturn ${int(theirs.perSecond)}/s`,
+      ratio: percent(single.perSecond / theirs.perSecond),
+      target: '-',
+      verdict: 'context',
+    });
   return { rows, data: { ...data, coturn: { ...theirs, command: coturn.command } } };
 }

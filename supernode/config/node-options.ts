@@ -244,6 +244,14 @@ export const nodeOptionTable = {
     max: 65535,
     help: 'UDP port for STUN (0 picks a free port); with --turn, the UDP and TCP port of TURN, which answers STUN Binding there too.',
   },
+  stunProcesses: {
+    kind: 'int',
+    env: 'SUPERNODE_STUN_PROCESSES',
+    default: 1,
+    min: 1,
+    max: 64,
+    help: 'Processes answering STUN Binding on the one UDP socket: 1 is the node process alone; each one more is a child process reading the same socket, so answers use more cores (docs/stun.md). Not used with --turn.',
+  },
   turn: {
     kind: 'bool',
     env: 'SUPERNODE_TURN',

@@ -62,8 +62,8 @@ export class NodeStats {
   disconnect(reason: DisconnectReason): void {
     this.disconnects.set(reason, (this.disconnects.get(reason) ?? 0) + 1);
   }
-  stunOutcome(outcome: string): void {
-    this.stun.set(outcome, (this.stun.get(outcome) ?? 0) + 1);
+  stunOutcome(outcome: string, count = 1): void {
+    this.stun.set(outcome, (this.stun.get(outcome) ?? 0) + count);
   }
   /** Refusals and drops are counted by the TURN server itself (its `stats`); only events go here. */
   turnOutcome(outcome: string): void {

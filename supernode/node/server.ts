@@ -131,7 +131,8 @@ export function buildSupernode(options: SupernodeOptions = {}): Supernode {
           port: config.stunPort,
           software: 'supernode',
           log,
-          onOutcome: (outcome) => metrics.stats.stunOutcome(outcome),
+          processes: config.stunProcesses,
+          onOutcome: (outcome, _reason, count) => metrics.stats.stunOutcome(outcome, count),
         })
       : undefined;
   // The AWS SDK clients load only when used: each costs tens of MB of start-up memory per node.

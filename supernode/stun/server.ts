@@ -8,6 +8,7 @@ import {
   STUN_MAX_SOFTWARE_BYTES,
   type StunDropReason,
 } from './codec';
+import { StunResponders } from './responders';
 import { bindUdpSocket } from './udp';
 
 export type StunOutcome = 'answered' | 'error_response' | 'dropped';
@@ -22,12 +23,18 @@ export interface StunServerOptions {
   port: number;
   software?: string;
   log?: StunServerLog;
-  onOutcome?: (outcome: StunOutcome, reason?: StunServerDropReason) => void;
+  /** `count` is 1 for an answer of this process, more for a batch a responder process reported. */
+  onOutcome?: (outcome: StunOutcome, reason: StunServerDropReason | undefined, count: number) => void;
   /**
    * Replies waiting in libuv's send queue beyond which requests are dropped. The queue only grows when
    * the kernel buffer is full, and must not grow without bound under a flood.
    */
   maxQueuedSends?: number;
+  /**
+   * Processes answering on the socket: 1 is this one alone; each one more is a child process reading
+   * the same socket (responders.ts), so Binding answers use more than one core.
+   */
+  processes?: number;
 }
 
 export interface StunServerStats {
@@ -39,7 +46,15 @@ export interface StunServerStats {
   dropped: number;
   /** Replies whose send threw (a subset of answered + errorResponses); later send failures are not seen. */
   sendErrors: number;
+  /** Outcomes that responder processes reported (already in the counts above). */
+  fromResponders: number;
 }
+
+const STAT_OF_OUTCOME: Record<StunOutcome, 'answered' | 'errorResponses' | 'dropped'> = {
+  answered: 'answered',
+  error_response: 'errorResponses',
+  dropped: 'dropped',
+};
 
 const DEFAULT_MAX_QUEUED_SENDS = 1024;
 
@@ -48,10 +63,17 @@ const DEFAULT_MAX_QUEUED_SENDS = 1024;
  * malformed datagrams are dropped silently, socket errors are logged, send failures are counted.
  */
 export class StunServer {
-  readonly stats: StunServerStats = { answered: 0, errorResponses: 0, dropped: 0, sendErrors: 0 };
+  readonly stats: StunServerStats = {
+    answered: 0,
+    errorResponses: 0,
+    dropped: 0,
+    sendErrors: 0,
+    fromResponders: 0,
+  };
   private readonly log: StunServerLog | undefined;
   private readonly maxQueuedSends: number;
   private socket: dgram.Socket | undefined;
+  private responders: StunResponders | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: StunServerOptions) {
@@ -61,6 +83,19 @@ export class StunServer {
     }
     this.log = options.log;
     this.maxQueuedSends = options.maxQueuedSends ?? DEFAULT_MAX_QUEUED_SENDS;
+    const processes = options.processes ?? 1;
+    if (!Number.isInteger(processes) || processes < 1 || processes > 64)
+      throw new RangeError('processes must be an integer from 1 to 64');
+  }
+
+  /** Processes answering now: this one and its running responders. */
+  get processes(): number {
+    return 1 + (this.responders?.running ?? 0);
+  }
+
+  /** Process ids of the responder processes (none when `processes` is 1). */
+  get responderPids(): number[] {
+    return this.responders?.pids ?? [];
   }
 
   /** Binds the socket; rejects on a bind error (e.g. EADDRINUSE). Call at most once. */
@@ -70,26 +105,57 @@ export class StunServer {
     const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
     this.socket = socket;
     socket.on('message', this.onMessage);
-    return bindUdpSocket(socket, host, port, (err) => this.log?.warn({ err }, 'stun socket error')).then(
-      () => {
-        const bound = socket.address();
-        return { address: bound.address, port: bound.port };
-      },
-    );
+    const bound = bindUdpSocket(socket, host, port, (err) => this.log?.warn({ err }, 'stun socket error'));
+    return bound.then(async () => {
+      const extra = (this.options.processes ?? 1) - 1;
+      if (extra > 0 && !this.closing) {
+        const { software, maxQueuedSends } = this.options;
+        try {
+          this.responders = await StunResponders.start({
+            socket,
+            count: extra,
+            settings: { software, maxQueuedSends },
+            log: this.log,
+            onCounts: (outcome, reason, count) => {
+              this.stats[STAT_OF_OUTCOME[outcome]] += count;
+              this.stats.fromResponders += count;
+              this.report(outcome, reason, count);
+            },
+          });
+        } catch (err) {
+          await this.close();
+          throw err;
+        }
+      }
+      const address = socket.address();
+      return { address: address.address, port: address.port };
+    });
+  }
+
+  /** Answers on a socket bound elsewhere (a responder process is handed its parent's). Call at most once. */
+  adopt(socket: dgram.Socket): void {
+    if (this.socket || this.closing) throw new Error('StunServer already has a socket');
+    this.socket = socket;
+    socket.on('message', this.onMessage);
+    socket.on('error', (err) => this.log?.warn({ err }, 'stun socket error'));
   }
 
   /** Closes the socket. Safe to call more than once, and before or after start(). */
   close(): Promise<void> {
     if (this.closing) return this.closing;
     const socket = this.socket;
-    this.closing = new Promise((resolve) => {
-      if (!socket) return resolve();
-      try {
-        socket.close(() => resolve());
-      } catch {
-        resolve(); // already closed after a failed bind
-      }
-    });
+    const responders = this.responders;
+    this.closing = (responders?.stop() ?? Promise.resolve()).then(
+      () =>
+        new Promise((resolve) => {
+          if (!socket) return resolve();
+          try {
+            socket.close(() => resolve());
+          } catch {
+            resolve(); // already closed after a failed bind
+          }
+        }),
+    );
     return this.closing;
   }
 
@@ -164,10 +230,10 @@ export class StunServer {
   }
 
   /** A throwing observer must not turn an answered request into a dropped one. */
-  private report(outcome: StunOutcome, reason?: StunServerDropReason): void {
+  private report(outcome: StunOutcome, reason?: StunServerDropReason, count = 1): void {
     if (!this.options.onOutcome) return;
     try {
-      this.options.onOutcome(outcome, reason);
+      this.options.onOutcome(outcome, reason, count);
     } catch (err) {
       this.log?.warn({ err }, 'stun onOutcome callback failed');
     }

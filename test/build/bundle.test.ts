@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { startEmbeddedDynamo } from '../../supernode/auth/embedded-store';
 import { bundle } from '../../supernode/build/bundle';
 import { SupernodeSession } from '../../supernode/client/session';
 import { freePorts, waitReady } from '../../supernode/local/fleet';
+import { stunBinding } from '../../supernode/stun/client';
 import { makeTestKeys, type TestKeys } from '../helpers/node';
 
 let dir: string;
@@ -57,6 +59,54 @@ test('a node started from the bundle serves sessions', async () => {
     });
     expect(session.user).toBe('alice');
     await session.close();
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+test('a node from the bundle starts its STUN responders from the same file; they go with the node', async () => {
+  const [port, stunPort] = await freePorts(2);
+  const child = spawn(
+    process.execPath,
+    [
+      outfile,
+      'node',
+      '--port',
+      String(port),
+      '--stun-port',
+      String(stunPort),
+      '--stun-processes',
+      '3',
+      '--jwks-file',
+      keys.jwksFile,
+    ],
+    { cwd: dir, stdio: 'ignore', env: { ...process.env, NODE_PATH: '', SUPERNODE_LOG_LEVEL: 'error' } },
+  );
+  const childrenOf = (pid: number): number[] => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  try {
+    await waitReady(`http://127.0.0.1:${port}`, 30_000, child);
+    const responders = childrenOf(child.pid as number);
+    expect(responders).toHaveLength(2);
+    for (const pid of responders) expect(commandOf(pid)).toEqual([process.execPath, outfile]);
+    const reply = await stunBinding('127.0.0.1', stunPort, { timeoutMs: 2000 });
+    expect(reply.address).toBe('127.0.0.1');
+    // A node killed outright takes its responders along (their IPC channel closes).
+    child.kill('SIGKILL');
+    const alive = (pid: number) =>
+      existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+    for (let i = 0; i < 50 && responders.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(responders.filter(alive)).toEqual([]);
   } finally {
     child.kill('SIGKILL');
   }

@@ -76,6 +76,26 @@ describe('health and metrics', () => {
   });
 });
 
+describe('STUN on more than one process (--stun-processes)', () => {
+  let running: RunningNode;
+  beforeAll(async () => {
+    running = await startTestNode(keys, { stun: true, stunPort: 0, stunProcesses: 2 });
+  });
+  afterAll(() => running.node.close());
+
+  it("answers on the one port, and /metrics counts the responder's answers too", async () => {
+    const answers = 40;
+    for (let i = 0; i < answers; i++) await stunBinding('127.0.0.1', running.stunPort as number);
+    // Responders report every 500 ms; the count is exact once the last report is in.
+    let text = '';
+    for (let i = 0; i < 50; i++) {
+      text = await (await fetch(`http://127.0.0.1:${running.port}/metrics`)).text();
+      if (text.includes(`supernode_stun_total{outcome="answered"} ${answers}\n`)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(text).toMatch(new RegExp(`^supernode_stun_total\\{outcome="answered"\\} ${answers}$`, 'm'));
+  });
+});
 describe('readiness follows the keys', () => {
   it('is not ready and refuses sessions until the key file exists, then becomes ready', async () => {
     const later = join(keys.dir, 'later.json');

@@ -144,7 +144,13 @@ describe('StunServer', () => {
       timeoutMs: 2000,
     });
     expect(mapped).toEqual({ address: '127.0.0.1', port: localPort, family: 'IPv4' });
-    expect(server.stats).toEqual({ answered: 1, errorResponses: 0, dropped: 0, sendErrors: 0 });
+    expect(server.stats).toEqual({
+      answered: 1,
+      errorResponses: 0,
+      dropped: 0,
+      sendErrors: 0,
+      fromResponders: 0,
+    });
     expect(outcomes).toEqual([['answered', undefined]]);
   });
 
@@ -193,6 +199,7 @@ describe('StunServer', () => {
       errorResponses: 0,
       dropped: malformed.length,
       sendErrors: 0,
+      fromResponders: 0,
     });
     expect(outcomes).toEqual(malformed.map(([, , reason]) => ['dropped', reason]));
 
@@ -204,6 +211,7 @@ describe('StunServer', () => {
       errorResponses: 0,
       dropped: malformed.length,
       sendErrors: 0,
+      fromResponders: 0,
     });
   });
 
@@ -220,7 +228,13 @@ describe('StunServer', () => {
     const unknownAt = reply.indexOf(Buffer.from([0x00, 0x0a, 0x00, 0x02]));
     expect(unknownAt).toBeGreaterThan(0);
     expect(reply.readUInt16BE(unknownAt + 4)).toBe(0x0003);
-    expect(server.stats).toEqual({ answered: 0, errorResponses: 1, dropped: 0, sendErrors: 0 });
+    expect(server.stats).toEqual({
+      answered: 0,
+      errorResponses: 1,
+      dropped: 0,
+      sendErrors: 0,
+      fromResponders: 0,
+    });
     expect(outcomes).toEqual([['error_response', undefined]]);
   });
 
