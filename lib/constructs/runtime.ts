@@ -1,3 +1,4 @@
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AssetHashType, BundlingOutput, DockerImage, Stack } from 'aws-cdk-lib';
 import type { CfnAutoScalingGroup } from 'aws-cdk-lib/aws-autoscaling';
@@ -34,7 +35,7 @@ export class RuntimeBundle extends Construct {
         outputType: BundlingOutput.SINGLE_FILE,
         local: {
           tryBundle(outputDir: string): boolean {
-            bundleSync(join(outputDir, 'supernode.cjs'));
+            bundleOncePerProcess(join(outputDir, 'supernode.cjs'));
             return true;
           },
         },
@@ -54,6 +55,22 @@ export class RuntimeBundle extends Construct {
       }),
     );
   }
+}
+
+let firstBundle: string | undefined;
+
+/**
+ * CDK's asset cache is keyed by the output directory, so every new App would run esbuild again (about
+ * a second each; the CDK tests synthesize dozens). The sources do not change during one process, so
+ * later apps get a copy of the first bundle.
+ */
+function bundleOncePerProcess(outfile: string): void {
+  if (firstBundle && existsSync(firstBundle)) {
+    copyFileSync(firstBundle, outfile);
+    return;
+  }
+  bundleSync(outfile);
+  firstBundle = outfile;
 }
 
 /** PutMetricData has no resource scoping; the namespace condition is the least privilege there is. */

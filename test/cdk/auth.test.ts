@@ -6,7 +6,13 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AuthService } from '../../lib/constructs/auth-service';
 import { RuntimeBundle } from '../../lib/constructs/runtime';
 import { TierNetwork } from '../../lib/constructs/tier-network';
-import { cdkJsonContext, resourcesOf, type SynthesizedTier, synthTier } from './tier';
+import {
+  cdkJsonContext,
+  resourcesOf,
+  type SynthesizedTier,
+  synthTier,
+  WITHOUT_BUILTIN_VALIDATION,
+} from './tier';
 
 let tier: SynthesizedTier;
 let template: Template;
@@ -176,7 +182,7 @@ test('public keys are published to a private, TLS-only bucket the fleets read', 
 
 /** AuthService alone, on state it did not create (imported by name, as another stack would). */
 function authOnImportedState(props: Record<string, unknown> = {}): Stack {
-  const app = new App({ context: cdkJsonContext });
+  const app = new App({ context: cdkJsonContext, ...WITHOUT_BUILTIN_VALIDATION });
   const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
   const { vpc } = new TierNetwork(stack, 'Net');
   new AuthService(stack, 'Auth', {

@@ -4,7 +4,13 @@ import { DEFAULTS } from '../../lib/config';
 import { RuntimeBundle } from '../../lib/constructs/runtime';
 import { SupernodeFleet } from '../../lib/constructs/supernode-fleet';
 import { TierNetwork } from '../../lib/constructs/tier-network';
-import { cdkJsonContext, resourcesOf, type SynthesizedTier, synthTier } from './tier';
+import {
+  cdkJsonContext,
+  resourcesOf,
+  type SynthesizedTier,
+  synthTier,
+  WITHOUT_BUILTIN_VALIDATION,
+} from './tier';
 
 let tier: SynthesizedTier;
 let template: Template;
@@ -233,7 +239,7 @@ test('a certificate turns the session listener into TLS and the URL into wss', (
 
 /** SupernodeFleet alone in a stack, with only the props it requires plus `props`. */
 function fleetAlone(props: Record<string, unknown> = {}): Stack {
-  const app = new App({ context: cdkJsonContext });
+  const app = new App({ context: cdkJsonContext, ...WITHOUT_BUILTIN_VALIDATION });
   const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
   const { vpc } = new TierNetwork(stack, 'Net');
   new SupernodeFleet(stack, 'Fleet', {

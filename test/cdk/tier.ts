@@ -9,12 +9,24 @@ export interface SynthesizedTier extends TierApp {
   fleetTemplates: Template[];
 }
 
+/**
+ * CDK's built-in CloudFormation validation (a WASM rule engine, about 0.7 s a synth) runs where the
+ * tests check that a synth reports nothing: with cdk-nag (nag.test.ts, turn.test.ts) and the real
+ * `cdk synth` (nag.test.ts). Tests that read templates skip it.
+ */
+export const WITHOUT_BUILTIN_VALIDATION = { builtinCloudFormationValidation: false } as const;
+
 /** The app as `cdk synth` builds it, from cdk.json's context plus overrides (like `-c key=value`). */
 export function synthTier(
   overrides: Record<string, unknown> = {},
   options: { nag?: boolean } = {},
 ): SynthesizedTier {
-  const tier = buildTierApp({ context: { ...cdkJsonContext, ...overrides }, nag: options.nag ?? false });
+  const nag = options.nag ?? false;
+  const tier = buildTierApp({
+    context: { ...cdkJsonContext, ...overrides },
+    nag,
+    ...(nag ? {} : WITHOUT_BUILTIN_VALIDATION),
+  });
   return {
     ...tier,
     homeTemplate: Template.fromStack(tier.home),

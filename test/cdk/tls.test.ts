@@ -1,7 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { buildTierApp } from '../../lib/app';
 import { TierConfigError } from '../../lib/config';
-import { cdkJsonContext, resourcesOf, synthTier } from './tier';
+import { cdkJsonContext, resourcesOf, synthTier, WITHOUT_BUILTIN_VALIDATION } from './tier';
 
 // Issue 12: passwords and tokens never cross the internet in cleartext in a production stage.
 
@@ -10,7 +10,11 @@ const ARN = (region: string) =>
 const TWO_REGIONS = { fleetRegions: ['us-east-1', 'eu-west-1'] };
 
 test('production without certificates is refused before synthesis, naming what is missing', () => {
-  const build = () => buildTierApp({ context: { ...cdkJsonContext, ...TWO_REGIONS, stage: 'production' } });
+  const build = () =>
+    buildTierApp({
+      context: { ...cdkJsonContext, ...TWO_REGIONS, stage: 'production' },
+      ...WITHOUT_BUILTIN_VALIDATION,
+    });
   expect(build).toThrow(TierConfigError);
   expect(build).toThrow(
     'no certificate for the auth API (us-east-1), the fleet in us-east-1, the fleet in eu-west-1',

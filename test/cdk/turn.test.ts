@@ -9,7 +9,13 @@ import { RuntimeBundle } from '../../lib/constructs/runtime';
 import { SupernodeFleet } from '../../lib/constructs/supernode-fleet';
 import { TierNetwork } from '../../lib/constructs/tier-network';
 import { type BootResult, bootScriptOf, fakeInstance, type Instance } from './boot-script';
-import { cdkJsonContext, resourcesOf, type SynthesizedTier, synthTier } from './tier';
+import {
+  cdkJsonContext,
+  resourcesOf,
+  type SynthesizedTier,
+  synthTier,
+  WITHOUT_BUILTIN_VALIDATION,
+} from './tier';
 
 // Issue 14, CDK part: TURN on the fleet. `plain` is cdk.json plus turn=true (one region, dev, no TLS);
 // `hosted` is two regions in production with a hosted zone (certificates, so TLS on 5349 too).
@@ -430,7 +436,8 @@ describe('context', () => {
       'context "turn": 6 fleet regions make 18 TURN URLs, more than the 16 the auth service hands out',
     ],
   ])('%j is refused before synthesis', (overrides, message) => {
-    const build = () => buildTierApp({ context: { ...cdkJsonContext, ...overrides } });
+    const build = () =>
+      buildTierApp({ context: { ...cdkJsonContext, ...overrides }, ...WITHOUT_BUILTIN_VALIDATION });
     expect(build).toThrow(TierConfigError);
     expect(build).toThrow(message);
   });
@@ -438,7 +445,7 @@ describe('context', () => {
 
 describe('SupernodeFleet turn props', () => {
   const fleetWith = (turn: Record<string, unknown>) => {
-    const app = new App({ context: cdkJsonContext });
+    const app = new App({ context: cdkJsonContext, ...WITHOUT_BUILTIN_VALIDATION });
     const stack = new Stack(app, 'T', { env: { region: 'us-east-1' } });
     new SupernodeFleet(stack, 'Fleet', {
       vpc: new TierNetwork(stack, 'Net').vpc,
