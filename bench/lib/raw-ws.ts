@@ -105,7 +105,11 @@ export function openRawSession(
       ? { host: target.host, port: target.port, localAddress: target.localAddress }
       : { host: target.host, port: target.port },
   );
-  const settle = (code: string | undefined, first?: Buffer): void => {
+  const settle = (
+    code: string | undefined,
+    first?: Buffer,
+    more: ReturnType<typeof parseServerFrames>['frames'] = [],
+  ): void => {
     if (settled) return;
     settled = true;
     clearTimeout(timer);
@@ -117,6 +121,10 @@ export function openRawSession(
       return;
     }
     let rest = pending;
+    const onControl = (frame: (typeof more)[number]): void => {
+      if (frame.opcode === 0x9) socket.write(clientFrame(frame.payload, 0xa));
+      else if (frame.opcode === 0x8) socket.end(clientFrame(frame.payload.subarray(0, 2), 0x8));
+    };
     socket.on('data', (chunk: Buffer) => {
       rest = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       let parsed: ReturnType<typeof parseServerFrames>;
@@ -127,13 +135,12 @@ export function openRawSession(
         return;
       }
       rest = parsed.rest.length ? Buffer.from(parsed.rest) : Buffer.alloc(0);
-      for (const frame of parsed.frames) {
-        if (frame.opcode === 0x9) socket.write(clientFrame(frame.payload, 0xa));
-        else if (frame.opcode === 0x8) socket.end(clientFrame(frame.payload.subarray(0, 2), 0x8));
-      }
+      for (const frame of parsed.frames) onControl(frame);
     });
     socket.on('close', onLost);
     ok(socket, first);
+    // Frames that came in the same read as the first one (a server may ping right after its welcome).
+    for (const frame of more) onControl(frame);
   };
   const timer = setTimeout(() => settle('timeout'), timeoutMs);
   socket.on('error', (err: NodeJS.ErrnoException) => settle(err.code ?? 'socket_error'));
@@ -171,7 +178,7 @@ export function openRawSession(
     if (!first) return;
     const payload = Buffer.from(first.payload);
     pending = parsed.rest.length ? Buffer.from(parsed.rest) : Buffer.alloc(0);
-    settle(undefined, payload);
+    settle(undefined, payload, parsed.frames.slice(1));
   });
 }
 

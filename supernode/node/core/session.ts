@@ -20,6 +20,8 @@ export class Session {
   backlog: HeldFrame[] | undefined;
   backlogBytes = 0;
   alive = true;
+  /** Slot on the sessions' heartbeat wheel (heartbeat-wheel.ts); -1 off it. */
+  heartbeatSlot = -1;
   closed = false;
   congestedSince = 0;
   resumeTimer: NodeJS.Timeout | undefined;

@@ -3,6 +3,7 @@
  * backpressure, heartbeats, slow consumers and the drain notice. No HTTP framework here: the session
  * route hands each upgraded socket to accept(), and unit tests can drive it with any ws socket.
  */
+
 import type { RawData, WebSocket } from 'ws';
 import type { NodeConfig } from '../../config/node-options';
 import type { LocalNode, Mesh } from '../../mesh/mesh';
@@ -24,6 +25,7 @@ import type { KeyStore } from '../keys';
 import type { DisconnectReason, NodeMetrics, RefusalReason } from '../metrics';
 import { PresenceRegistry } from '../presence';
 import type { RevocationList } from '../revocations';
+import { HeartbeatWheel } from './heartbeat-wheel';
 import { type Delivery, LocalDelivery } from './relay';
 import { Session } from './session';
 
@@ -58,6 +60,8 @@ export class SessionCore {
   /** Every open connection, authenticated or not: capacity counts them all. */
   private readonly connections = new Set<Session>();
   private readonly congested = new Set<Session>();
+  /** Registered sessions, pinged a slot at a time. */
+  private readonly heartbeats: HeartbeatWheel<Session>;
   /** Only kept when meshed: relay results from other nodes come back by serial. */
   private readonly sessionsBySerial = new Map<number, Session>();
   private readonly delivery: LocalDelivery;
@@ -83,6 +87,7 @@ export class SessionCore {
     this.metrics = options.metrics;
     this.log = options.log;
     this.presence = new PresenceRegistry<Session>(config.maxSessionsPerUser);
+    this.heartbeats = new HeartbeatWheel<Session>(config.heartbeatMs);
     this.delivery = new LocalDelivery(this.presence, this.metrics.stats, config.sendBufferBytes, (session) =>
       this.markCongested(session),
     );
@@ -215,22 +220,21 @@ export class SessionCore {
 
   /** Heartbeats and the slow-consumer sweep. */
   startTimers(): void {
-    const { heartbeatMs, slowConsumerMs, sendBufferBytes } = this.config;
+    const { slowConsumerMs, sendBufferBytes } = this.config;
     const stats = this.metrics.stats;
-    // A session that has not answered the previous ping is gone (NAT timeout, dead peer).
-    this.timers.push(
-      setInterval(() => {
-        for (const session of this.presence.all()) {
-          if (!session.alive) {
-            stats.disconnect('heartbeat');
-            session.socket.terminate();
-            continue;
-          }
-          session.alive = false;
-          session.socket.ping();
-        }
-      }, heartbeatMs),
-    );
+    // Each registered session is pinged once per heartbeatMs, a wheel slot per tick rather than all at
+    // once. One that has not answered the previous ping is gone (NAT timeout, dead peer).
+    const visit = (session: Session): void => {
+      if (!session.alive) {
+        this.heartbeats.remove(session);
+        stats.disconnect('heartbeat');
+        session.socket.terminate();
+        return;
+      }
+      session.alive = false;
+      session.socket.ping();
+    };
+    this.timers.push(setInterval(() => this.heartbeats.tick(visit), this.heartbeats.tickMs));
     // Slow consumers: above the send buffer for too long means the client stopped reading.
     this.timers.push(
       setInterval(
@@ -362,6 +366,7 @@ export class SessionCore {
     clearTimeout(session.authTimer);
     clearTimeout(session.resumeTimer);
     this.congested.delete(session);
+    this.heartbeats.remove(session);
     if (session.authenticated && this.presence.remove(session)) this.mesh?.publish(session.userId);
   }
 
@@ -443,6 +448,7 @@ export class SessionCore {
     session.messages = new TokenBucket(config.messagesPerSecond, config.messageBurst, now);
     session.lookups = new TokenBucket(config.lookupsPerSecond, config.lookupBurst, now);
     const displaced = this.presence.add(session);
+    this.heartbeats.add(session);
     this.metrics.stats.registrations++;
     if (displaced)
       this.disconnect(displaced, 'replaced', 'replaced', 'a newer session of this user replaced this one');
