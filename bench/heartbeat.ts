@@ -51,7 +51,33 @@ async function loopDelay(node: NodeHandle): Promise<LoopFigures> {
   };
 }
 
-async function measure(keys: BenchKeys, periodMs: number): Promise<LoopFigures & { sessions: number }> {
+/**
+ * One /metrics scrape, with /healthz asked back to back meanwhile: the slowest /healthz answer is about
+ * how long the scrape held the event loop (a scrape that yields lets them through).
+ */
+async function timedScrape(node: NodeHandle): Promise<{ ms: number; healthzMaxMs: number }> {
+  let scraping = true;
+  let healthzMaxMs = 0;
+  const probe = (async () => {
+    while (scraping) {
+      const at = performance.now();
+      await fetch(`http://127.0.0.1:${node.port}/healthz`).then((r) => r.arrayBuffer());
+      healthzMaxMs = Math.max(healthzMaxMs, performance.now() - at);
+    }
+  })();
+  await sleep(20);
+  const started = performance.now();
+  await loopDelay(node);
+  const ms = performance.now() - started;
+  scraping = false;
+  await probe;
+  return { ms, healthzMaxMs };
+}
+
+async function measure(
+  keys: BenchKeys,
+  periodMs: number,
+): Promise<LoopFigures & { sessions: number; scrape: { ms: number; healthzMaxMs: number } }> {
   const node = await startSupernode('heartbeat-node', keys, [
     '--max-sessions',
     '1000000',
@@ -80,10 +106,10 @@ async function measure(keys: BenchKeys, periodMs: number): Promise<LoopFigures &
     for (const gen of gens) gen.send({ type: 'go' });
     await waitDone('heartbeat', gens, SESSIONS, 300_000);
     await sleep(1000);
-    await loopDelay(node); // each scrape restarts the histogram: the next one covers the periods below
+    const scrape = await timedScrape(node); // each scrape restarts the histogram: the next one covers the periods below
     await sleep(PERIODS * PERIOD_MS);
     const figures = await loopDelay(node);
-    return { ...figures, sessions: (await readyz(node.port)).sessions };
+    return { ...figures, scrape, sessions: (await readyz(node.port)).sessions };
   } finally {
     await stopAll(gens);
     await node.child.stop(2000);
@@ -97,7 +123,7 @@ async function main(): Promise<void> {
     // The same, with a period longer than the run: what the held sessions cost without any ping.
     const quiet = await measure(keys, 300_000);
     const line = (what: string, r: typeof pinged) =>
-      `${what.padEnd(34)} ${int(r.sessions).padStart(7)} sessions   loop delay max ${r.maxMs.toFixed(1).padStart(7)} ms   p99 ${r.p99Ms.toFixed(1).padStart(6)} ms   ended by the node: ${r.disconnects}`;
+      `${what.padEnd(34)} ${int(r.sessions).padStart(7)} sessions   loop delay max ${r.maxMs.toFixed(1).padStart(7)} ms   p99 ${r.p99Ms.toFixed(1).padStart(6)} ms   ended by the node: ${r.disconnects}   a /metrics scrape took ${r.scrape.ms.toFixed(1)} ms, /healthz meanwhile at most ${r.scrape.healthzMaxMs.toFixed(1)} ms`;
     console.log(`\nsupernode event-loop delay over ${PERIODS} x ${PERIOD_MS} ms, idle sessions`);
     console.log(line(`heartbeat every ${PERIOD_MS} ms`, pinged));
     console.log(line('no heartbeat during the run', quiet));

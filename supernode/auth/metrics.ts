@@ -1,6 +1,6 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricSample } from '../metrics/cloudwatch';
-import { metricsText } from '../shared/prometheus';
+import { collectProcessMetrics, metricsText } from '../shared/prometheus';
 import type { HashPool } from './core/admission';
 
 /** Running totals for CloudWatch, which gets what each tick added (docs/auth.md#cloudwatch). */
@@ -62,8 +62,7 @@ export class AuthMetrics {
     gauge('auth_hash_pool_queued', 'Logins waiting for a hash slot', () => pool.stats.queued);
     gauge('auth_hash_run_seconds_ewma', 'Recent hash duration', () => pool.stats.runMsEwma / 1000);
     gauge('auth_cheap_in_flight', 'Refresh requests running', () => this.cheapInFlight);
-    // prom-client samples the loop every 10 ms by default, which makes an idle p50 read 10 ms too.
-    collectDefaultMetrics({ register: this.processRegistry, eventLoopMonitoringPrecision: 1 });
+    collectProcessMetrics(this.processRegistry);
   }
 
   get contentType(): string {

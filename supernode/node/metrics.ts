@@ -1,9 +1,9 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TurnSecretFile } from '../config/turn-secrets';
 import type { Mesh } from '../mesh/mesh';
 import type { MetricSample } from '../metrics/cloudwatch';
-import { metricsText } from '../shared/prometheus';
+import { collectProcessMetrics, metricsText } from '../shared/prometheus';
 import type { TurnServer } from '../turn/server';
 import type { TerminationWatch } from './termination-watch';
 
@@ -140,8 +140,7 @@ export class NodeMetrics {
   constructor(private readonly gauges: NodeGauges) {
     const stats = this.stats;
     const registers = [this.registry];
-    // prom-client samples the loop every 10 ms by default, which makes an idle p50 read 10 ms too.
-    collectDefaultMetrics({ register: this.processRegistry, eventLoopMonitoringPrecision: 1 });
+    collectProcessMetrics(this.processRegistry);
     const gauge = (name: string, help: string, read: () => number) => this.gauge(name, help, read);
     const counter = (name: string, help: string, read: () => number) => this.counter(name, help, read);
     const labelled = (name: string, help: string, label: string, read: () => Map<string, number>) =>
