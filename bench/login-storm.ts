@@ -54,6 +54,8 @@ export interface StormPhase {
    */
   bareShedP99Ms?: number;
   peakRssMiB: number;
+  /** Mean time of the hashes this phase's service completed (admission phases): the pool's own timing. */
+  meanHashMs: number;
   /** The service's event-loop delay during the storm (and the answers after it). */
   loopP99Ms: number;
   loopMaxMs: number;
@@ -62,6 +64,10 @@ export interface StormPhase {
 export interface LoginStormResult {
   capacityPerSecond: number;
   capacitySeconds: number;
+  /** Mean hash time while C was measured, for comparison with each storm's. */
+  capacityMeanHashMs: number;
+  /** Hashes the service runs at once. */
+  poolSize: number;
   scrypt: string;
   phases: StormPhase[];
 }
@@ -264,6 +270,13 @@ function stormInChild(url: string, perSecond: number, seconds: number): Promise<
 
 const CHILD_ENV = 'LOGIN_STORM_GENERATOR';
 
+/** Mean hash time from a service's /metrics text: run seconds over runs completed since it started. */
+function meanHashMs(metricsText: string): number {
+  const read = (name: string) =>
+    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? Number.NaN);
+  return (read('auth_hash_run_seconds_total') / read('auth_hash_runs_total')) * 1000;
+}
+
 function p99(values: number[]): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
@@ -288,8 +301,9 @@ export async function runLoginStorm(options: {
     // The service's pool size (AUTH_HASH_CONCURRENCY, else its default): twice that many clients keep it busy.
     const poolSize = Number(process.env.AUTH_HASH_CONCURRENCY) || Math.max(1, availableParallelism() - 1);
     const capacityPerSecond = await measureCapacity(auth.url, capacitySeconds, poolSize * 2);
+    const capacityMeanHashMs = meanHashMs(await (await fetch(`${auth.url}/metrics`)).text());
     log(
-      `login storm: capacity C = ${capacityPerSecond.toFixed(2)} logins/s (closed loop, ${capacitySeconds} s)`,
+      `login storm: capacity C = ${capacityPerSecond.toFixed(2)} logins/s (closed loop, ${capacitySeconds} s; mean hash ${capacityMeanHashMs.toFixed(0)} ms)`,
     );
     await auth.stop();
     for (const mode of modes) {
@@ -323,6 +337,7 @@ export async function runLoginStorm(options: {
           shedP99Ms: p99(shed.filter((o) => o.at - o.ms >= WARM_MS).map((o) => o.ms)),
           coldShedP99Ms: p99(shed.filter((o) => o.at - o.ms < WARM_MS).map((o) => o.ms)),
           peakRssMiB: auth.peakRssBytes() / 1024 / 1024,
+          meanHashMs: meanHashMs(metricsText),
           loopP99Ms: lag('nodejs_eventloop_lag_p99_seconds'),
           loopMaxMs: lag('nodejs_eventloop_lag_max_seconds'),
         });
@@ -337,7 +352,14 @@ export async function runLoginStorm(options: {
         }
       }
     }
-    return { capacityPerSecond, capacitySeconds, scrypt: 'N=2^17, r=8, p=1 (service default)', phases };
+    return {
+      capacityPerSecond,
+      capacitySeconds,
+      capacityMeanHashMs,
+      poolSize,
+      scrypt: 'N=2^17, r=8, p=1 (service default)',
+      phases,
+    };
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
@@ -349,8 +371,8 @@ function sleep(ms: number): Promise<void> {
 
 export function formatLoginStorm(result: LoginStormResult): string[] {
   const lines = [
-    `capacity C: ${result.capacityPerSecond.toFixed(2)} password logins/s (scrypt ${result.scrypt}, closed loop ${result.capacitySeconds} s)`,
-    `mode       offered        goodput    of C   admitted p99   shed p99 (first ${WARM_MS / 1000} s)   bare 503 p99   ok/shed/timeout/other   peak RSS   loop p99/max`,
+    `capacity C: ${result.capacityPerSecond.toFixed(2)} password logins/s (scrypt ${result.scrypt}, closed loop ${result.capacitySeconds} s, mean hash ${result.capacityMeanHashMs.toFixed(0)} ms)`,
+    `mode       offered        goodput    of C   admitted p99   shed p99 (first ${WARM_MS / 1000} s)   bare 503 p99   ok/shed/timeout/other   peak RSS   loop p99/max   mean hash`,
   ];
   for (const p of result.phases) {
     lines.push(
@@ -365,6 +387,7 @@ export function formatLoginStorm(result: LoginStormResult): string[] {
         `${p.ok}/${p.shed}/${p.timeouts}/${p.otherErrors}`.padStart(23),
         `${p.peakRssMiB.toFixed(0)} MiB`.padStart(10),
         `${p.loopP99Ms.toFixed(1)}/${p.loopMaxMs.toFixed(1)} ms`.padStart(15),
+        (Number.isFinite(p.meanHashMs) ? `${p.meanHashMs.toFixed(0)} ms` : '-').padStart(11),
       ].join(' '),
     );
   }

@@ -61,6 +61,23 @@ export class AuthMetrics {
     gauge('auth_hash_pool_in_flight', 'Hashes running', () => pool.stats.inFlight);
     gauge('auth_hash_pool_queued', 'Logins waiting for a hash slot', () => pool.stats.queued);
     gauge('auth_hash_run_seconds_ewma', 'Recent hash duration', () => pool.stats.runMsEwma / 1000);
+    // Counted at scrape time from the pool's totals; their ratio over an interval is the mean hash time.
+    const counter = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    counter('auth_hash_runs_total', 'Hashes completed', () => pool.stats.completed);
+    counter(
+      'auth_hash_run_seconds_total',
+      'Time spent in completed hashes',
+      () => pool.stats.runMsTotal / 1000,
+    );
     gauge('auth_cheap_in_flight', 'Refresh requests running', () => this.cheapInFlight);
     collectProcessMetrics(this.processRegistry);
   }

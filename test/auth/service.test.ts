@@ -242,6 +242,10 @@ describe('admission by cost', () => {
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/^auth_shed_total\{class="login",reason="queue_full"\} \d+$/m);
     expect(metrics).toMatch(/^auth_hash_pool_wait_seconds_count \d+$/m);
+    // Every admitted login ran one hash (sign-up's hash too); their time adds up in the run counter.
+    const runs = Number(/^auth_hash_runs_total (\d+)$/m.exec(metrics)?.[1]);
+    expect(runs).toBeGreaterThanOrEqual(admitted.length);
+    expect(Number(/^auth_hash_run_seconds_total (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
   });
 
   it('limits password attempts per client address', async () => {

@@ -52,6 +52,8 @@ export interface HashPoolStats {
   cancelled: number;
   /** EWMA of successful run durations, ms; starts at `initialRunMs`. */
   runMsEwma: number;
+  /** Sum of successful run durations, ms: with `completed`, the mean hash time over any interval. */
+  runMsTotal: number;
   /** Sum and last value of queue waits (from `run()` to start) of started jobs, ms. */
   waitMsTotal: number;
   lastWaitMs: number;
@@ -137,6 +139,7 @@ export class HashPool {
       droppedDeadline: 0,
       cancelled: 0,
       runMsEwma: initialRunMs,
+      runMsTotal: 0,
       waitMsTotal: 0,
       lastWaitMs: 0,
     };
@@ -358,6 +361,7 @@ export class HashPool {
       this.s.failed++;
     } else {
       this.s.completed++;
+      this.s.runMsTotal += runMs;
       this.s.runMsEwma += EWMA_ALPHA * (runMs - this.s.runMsEwma);
     }
     this.dispatch();
