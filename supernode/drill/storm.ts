@@ -15,6 +15,15 @@ import { lineChartSvg, ProgressBar, table } from './report';
 import { DrillTier, seedDrillAccounts, sleep } from './tier';
 import { ClientFleet, type Report } from './workers';
 
+/** The auth service's hash totals (`auth_hash_runs_total`, `auth_hash_run_seconds_total`) from /metrics. */
+async function hashTotals(authUrl: string): Promise<{ runs: number; seconds: number }> {
+  const text = await fetch(`${authUrl}/metrics`)
+    .then((response) => response.text())
+    .catch(() => '');
+  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { runs: read('auth_hash_runs_total'), seconds: read('auth_hash_run_seconds_total') };
+}
+
 export interface StormPhase {
   /** Seconds after the restart. */
   timeline: [number, number][];
@@ -41,8 +50,10 @@ export interface StormResult {
     authHealthChecks: number;
     authHealthFailures: number;
     authPeakRssBytes: number;
-    /** Hash threads over the average hash time during the storm (CPU shared with the load generator). */
+    /** Hash threads over the mean hash time during the storm (CPU shared with the load generator). */
     hashCapacityUnderLoadPerSec: number;
+    /** Share of the storm the hash threads spent hashing (below 100%: the pool sat idle). */
+    hashPoolBusy: number;
     /** Cores each part used during the storm: on one machine the clients' CPU is the tier's loss. */
     cpu: CpuShares;
   };
@@ -126,6 +137,8 @@ export async function runStormDrill(options: ReturnType<typeof parseStormOptions
         await sleep(1000);
       }
     })();
+    const hashesBefore = await hashTotals(tier.authUrl);
+    const hashesSince = performance.now();
     log('storm: credentials wiped; restarting every supernode at once');
     const cpu = measureCpu(
       () => ({
@@ -148,15 +161,19 @@ export async function runStormDrill(options: ReturnType<typeof parseStormOptions
     const cpuShares = cpu.finish();
     probing = false;
     await prober;
-    // What one hash took during the storm: the machine's two cores also run the load generator.
-    const metricsText = await fetch(`${tier.authUrl}/metrics`)
-      .then((response) => response.text())
-      .catch(() => '');
-    const hashRunSec = Number(/^auth_hash_run_seconds_ewma (\S+)$/m.exec(metricsText)?.[1] ?? Number.NaN);
-    // The auth service's default pool: one hash thread per core less one.
-    const hashCapacityUnderLoadPerSec = Math.max(1, availableParallelism() - 1) / hashRunSec;
+    // What the hashes took during the storm (the machine's two cores also run the load generator), from
+    // the pool's own totals. The auth service's default pool: one hash thread per core less one.
+    const hashesAfter = await hashTotals(tier.authUrl);
+    const hashesOverSec = (performance.now() - hashesSince) / 1000;
+    const hashThreads = Math.max(1, availableParallelism() - 1);
+    const hashSeconds = hashesAfter.seconds - hashesBefore.seconds;
+    const hashRunSec = hashSeconds / (hashesAfter.runs - hashesBefore.runs);
+    const hashCapacityUnderLoadPerSec = hashThreads / hashRunSec;
     const authPeakRssBytes = tier.peakRss(tier.authProcess);
     const windowSec = lost.timeline.at(-1)?.[0] ?? options.lostWindowSec;
+    // Over the time between the two readings; a hash running at the first counts whole, so up to one
+    // hash per thread over 100%.
+    const hashPoolBusy = hashSeconds / (hashesOverSec * hashThreads);
     const loginsPerSec = lost.passwordLogins / windowSec;
     const projectedT100Sec =
       lost.t100Sec ?? (loginsPerSec > 0 ? options.clients / loginsPerSec : Number.POSITIVE_INFINITY);
@@ -181,6 +198,7 @@ export async function runStormDrill(options: ReturnType<typeof parseStormOptions
         authHealthFailures: healthFailures,
         authPeakRssBytes,
         hashCapacityUnderLoadPerSec,
+        hashPoolBusy,
         cpu: cpuShares,
       },
       speedup: cached.t100Sec ? projectedT100Sec / cached.t100Sec : 0,
@@ -343,7 +361,7 @@ export function formatStorm(result: StormResult): string {
         [
           'password logins',
           `${result.cached.passwordLogins}`,
-          `${result.lost.passwordLogins} (${result.lost.loginsPerSec.toFixed(2)}/s; C = ${result.lost.hashCapacityPerSec.toFixed(2)}/s idle, ${result.lost.hashCapacityUnderLoadPerSec.toFixed(2)}/s under the storm)`,
+          `${result.lost.passwordLogins} (${result.lost.loginsPerSec.toFixed(2)}/s; C = ${result.lost.hashCapacityPerSec.toFixed(2)}/s idle, ${result.lost.hashCapacityUnderLoadPerSec.toFixed(2)}/s under the storm; hash pool busy ${(result.lost.hashPoolBusy * 100).toFixed(0)}%)`,
         ],
         ['CPU during the storm (cores)', '', `${cpuLine(result.lost.cpu)}`],
         ['token refreshes', `${result.cached.refreshes}`, `${result.lost.refreshes}`],

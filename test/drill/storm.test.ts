@@ -36,6 +36,11 @@ test('storm: with cached credentials every client is back and nobody logs in; wi
   expect(result.lost.gaveUp).toBe(0);
   expect(result.lost.authHealthChecks).toBeGreaterThan(0);
   expect(result.lost.authHealthFailures).toBe(0);
+  // The pool's own hash time over the storm: some of it hashing, never much more than all of it (a hash
+  // running at the first reading counts whole).
+  expect(result.lost.hashPoolBusy).toBeGreaterThan(0);
+  expect(result.lost.hashPoolBusy).toBeLessThanOrEqual(1.15);
+  expect(result.lost.hashCapacityUnderLoadPerSec).toBeGreaterThan(0);
   expect(result.cached.nodePeakRssBytes.every((bytes) => bytes > 0)).toBe(true);
   expect(JSON.parse(readFileSync(result.files.json, 'utf8')).cached.timeline.length).toBeGreaterThan(1);
   expect(readFileSync(result.files.svg, 'utf8')).toContain('<polyline');
