@@ -86,6 +86,15 @@ describe('HashPool', () => {
     expect(pool.reserve().admitted).toBe(true);
   });
 
+  it('keeps a tenth of the deadline as margin for hash times that vary', () => {
+    // 500 ms hashes, a 3,000 ms deadline: the 7th place's turn is estimated at exactly 3,000 ms, which a
+    // slightly slower hash would miss; only places estimated within 2,700 ms are admitted.
+    const { pool } = manualPool({ concurrency: 1, maxQueue: 20, deadlineMs: 3000, initialRunMs: 500 });
+    const admitted = Array.from({ length: 6 }, () => pool.reserve());
+    expect(admitted.every((r) => r.admitted)).toBe(true);
+    expect(pool.reserve()).toMatchObject({ admitted: false, reason: 'deadline_unreachable' });
+  });
+
   it('starts waiting jobs in FIFO order of run()', async () => {
     const { pool } = manualPool({ maxQueue: 5 });
     const order: string[] = [];
