@@ -172,6 +172,7 @@ async function main(): Promise<void> {
           window: 64,
           seconds: args.quick ? 3 : 8,
           processes: 2,
+          rounds: args.quick ? 1 : 2,
         });
       else if (part === 'turn') result = await runTurnPart(args.quick);
       else result = await runDirectoryPart(args.quick);

@@ -17,6 +17,8 @@ export interface StunOptions {
   seconds: number;
   /** --stun-processes of the measured node; coturn runs one thread per core by default. */
   processes: number;
+  /** Rounds of (ours, coturn), alternated: both figures move between runs, so each is a mean of rounds. */
+  rounds: number;
 }
 
 const TARGET_RATIO = 0.8;
@@ -103,18 +105,43 @@ async function measureNode(keys: BenchKeys, options: StunOptions, processes: num
   }
 }
 
+async function measureCoturn(options: StunOptions) {
+  const port = await freePort();
+  const coturn = await startCoturn(port);
+  try {
+    log('stun', `coturn on UDP ${port}: ${coturn.command}`);
+    const result = await load(port, options);
+    log('stun', `  ${int(result.perSecond)} answers/s (${int(result.answers)} of ${int(result.sent)} sent)`);
+    return { ...result, command: coturn.command };
+  } finally {
+    coturn.child.kill('SIGTERM');
+  }
+}
+
+type Measured = { perSecond: number };
+const mean = (rounds: Measured[]) => rounds.reduce((sum, r) => sum + r.perSecond, 0) / rounds.length;
+const eachRound = (rounds: Measured[]) =>
+  rounds.length > 1 ? ` (rounds ${rounds.map((r) => int(r.perSecond)).join(', ')})` : '';
+
 export async function runStun(keys: BenchKeys, options: StunOptions): Promise<PartResult> {
-  const ours = await measureNode(keys, options, options.processes);
+  const withCoturn = hasTurnserver();
+  const ours: Measured[] = [];
+  const theirs: Array<Measured & { command: string }> = [];
+  for (let round = 0; round < options.rounds; round++) {
+    ours.push(await measureNode(keys, options, options.processes));
+    if (withCoturn) theirs.push(await measureCoturn(options));
+  }
   // The node process alone, for reference: what the extra processes add.
   const single = options.processes > 1 ? await measureNode(keys, options, 1) : undefined;
   const rows: Row[] = [];
   const data: Record<string, unknown> = { supernode: ours, supernodeOneProcess: single, options };
   const what = `STUN Binding answers/s (${options.processes} process${options.processes > 1 ? 'es' : ''})`;
-  if (!hasTurnserver()) {
+  const measured = `${int(mean(ours))}/s${eachRound(ours)}`;
+  if (!withCoturn) {
     log('stun', '  baseline skipped: turnserver is not installed (apt-get install -y coturn)');
     rows.push({
       what,
-      measured: `${int(ours.perSecond)}/s`,
+      measured,
       baseline: 'coturn: not installed',
       ratio: 'n/a',
       target: `>=${TARGET_RATIO}x coturn`,
@@ -122,21 +149,12 @@ export async function runStun(keys: BenchKeys, options: StunOptions): Promise<Pa
     });
     return { rows, data: { ...data, coturn: 'skipped: turnserver not on PATH; apt-get install -y coturn' } };
   }
-  const coturnPort = await freePort();
-  const coturn = await startCoturn(coturnPort);
-  let theirs: Awaited<ReturnType<typeof load>>;
-  try {
-    log('stun', `coturn on UDP ${coturnPort}: ${coturn.command}`);
-    theirs = await load(coturnPort, options);
-  } finally {
-    coturn.child.kill('SIGTERM');
-  }
-  log('stun', `  ${int(theirs.perSecond)} answers/s (${int(theirs.answers)} of ${int(theirs.sent)} sent)`);
-  const ratio = ours.perSecond / theirs.perSecond;
+  const baseline = mean(theirs);
+  const ratio = mean(ours) / baseline;
   rows.push({
     what,
-    measured: `${int(ours.perSecond)}/s`,
-    baseline: `coturn ${int(theirs.perSecond)}/s`,
+    measured,
+    baseline: `coturn ${int(baseline)}/s${eachRound(theirs)}`,
     ratio: percent(ratio),
     target: `>=${TARGET_RATIO}x coturn`,
     verdict: ratio >= TARGET_RATIO ? 'meets' : 'misses',
@@ -145,10 +163,10 @@ export async function runStun(keys: BenchKeys, options: StunOptions): Promise<Pa
     rows.push({
       what: 'STUN Binding answers/s (node process alone)',
       measured: `${int(single.perSecond)}/s`,
-      baseline: `coturn ${int(theirs.perSecond)}/s`,
-      ratio: percent(single.perSecond / theirs.perSecond),
+      baseline: `coturn ${int(baseline)}/s`,
+      ratio: percent(single.perSecond / baseline),
       target: '-',
       verdict: 'context',
     });
-  return { rows, data: { ...data, coturn: { ...theirs, command: coturn.command } } };
+  return { rows, data: { ...data, coturn: theirs } };
 }
