@@ -158,6 +158,9 @@ export function serveStunResponder(): void {
     });
   };
   process.on('disconnect', () => process.exit(0));
+  // A signal to the whole process group (systemd's stop, Ctrl-C) also reaches the responders: they keep
+  // answering while the node drains, and leave when it closes them or goes (the IPC channel closes).
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => {});
   process.on('message', (message: ToResponder, handle: unknown) => {
     if (message?.type === 'stop') return stop();
     if (message?.type !== 'serve' || server || !handle) return;

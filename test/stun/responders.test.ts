@@ -108,6 +108,19 @@ describe('StunServer with responder processes', () => {
     expect(reply.address).toBe('127.0.0.1');
   });
 
+  it("ignores a process group's SIGTERM and SIGINT, so STUN keeps answering while the node drains", async () => {
+    const pids = server.responderPids;
+    for (const pid of pids) {
+      process.kill(pid, 'SIGTERM');
+      process.kill(pid, 'SIGINT');
+    }
+    await sleep(300);
+    expect(server.processes).toBe(3);
+    for (const pid of pids) expect(alive(pid)).toBe(true);
+    await server.close();
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+
   it('ends its responders on close', async () => {
     const pids = server.responderPids;
     await server.close();
