@@ -8,7 +8,9 @@
  *
  * The node process may hold 20,000 files here, so 18,000 sessions is about the most one node can hold.
  */
+
 import { SESSION_PATH } from '../supernode/protocol/messages';
+import { sampleOf } from '../supernode/shared/prometheus';
 import { sleep } from './lib/children';
 import { type BenchKeys, int, makeBenchKeys, type NodeHandle, readyz, startSupernode } from './lib/env';
 import {
@@ -39,8 +41,7 @@ interface LoopFigures {
 
 async function loopDelay(node: NodeHandle): Promise<LoopFigures> {
   const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
-  const read = (name: string) =>
-    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000;
+  const read = (name: string) => sampleOf(text, name) * 1000;
   const disconnects = [...text.matchAll(/^supernode_disconnects_total\{reason="(\w+)"\} (\d+)$/gm)]
     .map(([, reason, n]) => `${reason} ${n}`)
     .join(', ');

@@ -14,12 +14,14 @@
  * Each phase gets a freshly started auth process (the naive one would otherwise still be hashing
  * the previous storm's backlog), with the same accounts from the same data directory.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePorts, waitReady } from '../supernode/local/fleet';
+import { sampleOf } from '../supernode/shared/prometheus';
 import { ORPHAN_GUARD } from './lib/children';
 import { RawHttpClient } from './lib/raw-http';
 
@@ -272,9 +274,10 @@ const CHILD_ENV = 'LOGIN_STORM_GENERATOR';
 
 /** Mean hash time from a service's /metrics text: run seconds over runs completed since it started. */
 function meanHashMs(metricsText: string): number {
-  const read = (name: string) =>
-    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? Number.NaN);
-  return (read('auth_hash_run_seconds_total') / read('auth_hash_runs_total')) * 1000;
+  return (
+    (sampleOf(metricsText, 'auth_hash_run_seconds_total') / sampleOf(metricsText, 'auth_hash_runs_total')) *
+    1000
+  );
 }
 
 function p99(values: number[]): number {
@@ -314,8 +317,7 @@ export async function runLoginStorm(options: {
         await fetch(`${auth.url}/metrics`).then((r) => r.text()); // restarts the loop-lag histogram
         const outcomes = await stormInChild(auth.url, offered, stormSeconds);
         const metricsText = await (await fetch(`${auth.url}/metrics`)).text();
-        const lag = (name: string) =>
-          Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? Number.NaN) * 1000;
+        const lag = (name: string) => sampleOf(metricsText, name) * 1000;
         const ok = outcomes.filter((o) => o.status === 200);
         const shed = outcomes.filter((o) => o.error === 'overloaded' || o.error === 'too_many_requests');
         const timeouts = outcomes.filter((o) => o.status === 0).length;

@@ -11,12 +11,14 @@
  * run in a generator process of their own (gen-lookup.ts), the registered users' idle sessions in
  * this one; everything shares the machine's 2 cores with the nodes.
  */
+
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSigningKey, publicJwks, signAccessToken } from '../supernode/auth/signing';
 import { SupernodeSession } from '../supernode/client/session';
 import { type FleetNode, killAll, metric, planFleet, startFleetNode } from '../supernode/local/fleet';
+import { sampleOf } from '../supernode/shared/prometheus';
 import type { LookupGenConfig, LookupGenDone } from './gen-lookup';
 import {
   machineBusyPercent,
@@ -59,8 +61,7 @@ export interface MeshLookupResult {
 /** One scrape (each resets the node's loop-lag histogram): p99 and max of the delay since the last. */
 async function loopLag(node: FleetNode): Promise<{ p99Ms: number; maxMs: number }> {
   const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
-  const read = (name: string) =>
-    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000;
+  const read = (name: string) => sampleOf(text, name) * 1000;
   return { p99Ms: read('nodejs_eventloop_lag_p99_seconds'), maxMs: read('nodejs_eventloop_lag_max_seconds') };
 }
 

@@ -4,12 +4,14 @@
  * credentials lost: logins must proceed at the hash capacity, the service must not collapse, and no
  * client may give up.
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stormOptionTable } from '../config/drill-options';
 import { parseOptions } from '../config/options';
+import { sampleOf } from '../shared/prometheus';
 import { type CpuShares, measureCpu } from './cpu';
 import { lineChartSvg, ProgressBar, table } from './report';
 import { DrillTier, seedDrillAccounts, sleep } from './tier';
@@ -20,8 +22,10 @@ async function hashTotals(authUrl: string): Promise<{ runs: number; seconds: num
   const text = await fetch(`${authUrl}/metrics`)
     .then((response) => response.text())
     .catch(() => '');
-  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
-  return { runs: read('auth_hash_runs_total'), seconds: read('auth_hash_run_seconds_total') };
+  return {
+    runs: sampleOf(text, 'auth_hash_runs_total'),
+    seconds: sampleOf(text, 'auth_hash_run_seconds_total'),
+  };
 }
 
 export interface StormPhase {

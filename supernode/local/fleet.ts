@@ -2,9 +2,11 @@
  * Starts supernodes as real child processes meshed over loopback: the multi-process tests, the
  * mesh benchmark and the drills all run fleets this way.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { sampleOf } from '../shared/prometheus';
 
 const CLI = join(__dirname, '../bin/supernode.cjs');
 
@@ -101,9 +103,7 @@ export async function waitReady(baseUrl: string, timeoutMs: number, child?: Chil
 }
 
 export async function metric(node: FleetNode, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
-  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
-  return match ? Number(match[1]) : Number.NaN;
+  return sampleOf(await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text(), name);
 }
 
 export function killAll(nodes: FleetNode[]): void {

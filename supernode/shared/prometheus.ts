@@ -16,6 +16,12 @@ const BLOCKING_DEFAULTS = [
   'nodejs_active_resources_total',
 ];
 
+/** The value of an unlabelled sample in Prometheus text (`name value`); NaN when it is not there. */
+export function sampleOf(text: string, name: string): number {
+  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return match ? Number(match[1]) : Number.NaN;
+}
+
 /** Open file descriptors, read from /proc a batch at a time between other work. */
 export async function countOpenFds(): Promise<number> {
   const dir = await opendir('/proc/self/fd', { bufferSize: 1024 });

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { Registry } from 'prom-client';
-import { collectProcessMetrics, countOpenFds } from '../../supernode/shared/prometheus';
+import { collectProcessMetrics, countOpenFds, sampleOf } from '../../supernode/shared/prometheus';
 
 test('open file descriptors are counted as readdir counts them', async () => {
   const extra = Array.from({ length: 50 }, () => openSync('/dev/null', 'r'));
@@ -24,4 +24,11 @@ test('process metrics keep the defaults except the ones that walk every handle o
   expect(text).toMatch(/^nodejs_heap_size_used_bytes /m);
   for (const name of ['nodejs_active_handles', 'nodejs_active_handles_total', 'nodejs_active_resources'])
     expect(text).not.toMatch(new RegExp(`^${name}[ {]`, 'm'));
+});
+
+test('sampleOf reads an unlabelled sample, not a labelled one or a longer name', () => {
+  const text = 'b_total 3\nb{x="1"} 2\nb 4.5\n';
+  expect(sampleOf(text, 'b')).toBe(4.5);
+  expect(sampleOf(text, 'b_total')).toBe(3);
+  expect(sampleOf(text, 'c')).toBeNaN();
 });
