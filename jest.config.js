@@ -20,4 +20,8 @@ module.exports = {
   testTimeout: 30000,
   // Tests start real servers and child processes: two workers fit the 2-core machine.
   maxWorkers: 2,
+  // A test that fails half-way may leave a server child running whose stderr is Jest's pipe; without
+  // this, Jest then waits on that pipe forever after printing the results (one CI run hung to its
+  // 90-minute limit that way). Jest still prints "Force exiting Jest" when it had to.
+  forceExit: true,
 };

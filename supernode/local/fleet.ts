@@ -4,6 +4,7 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { sampleOf } from '../shared/prometheus';
@@ -18,24 +19,62 @@ export interface FleetNode {
   child?: ChildProcess;
 }
 
+const PORT_RANGE_START = 20_000;
+const PORT_RANGE_SIZE = 12_000;
+/** Jest runs at most this many workers here; each gets its own slice of the range. */
+const PORT_SLICES = 4;
+/** Ports this process handed out, not handed out again: a caller binds them only later. */
+const handedOut = new Set<number>();
+
 /**
  * Free ports below the OS's ephemeral range (32768+), checked by binding each. Not bind(0): fleets
  * restart nodes on the same ports, and a port the OS hands out for bind(0) could meanwhile be given
- * to a server of another test or process running in parallel.
+ * to a server of another test or process running in parallel. Two guards against handing one port to
+ * two servers: a port is never handed out twice by one process (a tier plans its auth port and its
+ * nodes' ports before any of them listens), and each Jest worker draws from its own slice of the range
+ * (two workers checking the same port before either binds it once failed CI with EADDRINUSE).
  */
 export async function freePorts(count: number): Promise<number[]> {
   const ports: number[] = [];
-  while (ports.length < count) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (ports.includes(port)) continue;
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) ports.push(port);
-  }
+  while (ports.length < count) ports.push(await freePortRun(1));
   return ports;
+}
+
+/** The first of `count` consecutive free ports (the local tier numbers its nodes' ports from a base). */
+export async function freePortRun(count: number, protocol: 'tcp' | 'udp' = 'tcp'): Promise<number> {
+  const worker = Number(process.env.JEST_WORKER_ID);
+  const sliced = Number.isInteger(worker) && worker > 0;
+  const sliceSize = sliced ? PORT_RANGE_SIZE / PORT_SLICES : PORT_RANGE_SIZE;
+  const sliceStart = PORT_RANGE_START + (sliced ? ((worker - 1) % PORT_SLICES) * sliceSize : 0);
+  // A long-lived process may come back round to its first ports; they are closed by then.
+  if (handedOut.size + count > sliceSize / 2) handedOut.clear();
+  for (;;) {
+    const base = sliceStart + Math.floor(Math.random() * (sliceSize - count + 1));
+    const run = Array.from({ length: count }, (_, i) => base + i);
+    if (run.some((port) => handedOut.has(port))) continue;
+    for (const port of run) handedOut.add(port);
+    const free = await Promise.all(run.map(protocol === 'tcp' ? tcpFree : udpFree));
+    if (free.every(Boolean)) return base;
+  }
+}
+
+function tcpFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function udpFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createSocket('udp4');
+    socket.once('error', () => {
+      socket.close();
+      resolve(false);
+    });
+    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
+  });
 }
 
 /** Plans `count` nodes with ports, so every node's static peer list can name all of them. */

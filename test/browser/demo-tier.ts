@@ -61,9 +61,21 @@ export async function startDemoTier<N extends FleetNode>(options: DemoTierOption
     corsOrigins: [demoUrl],
     ...options.authOptions?.(fleet),
   });
+  const demo = Fastify();
+  let browser: Browser | undefined;
+  const tearDown = async () => {
+    await browser?.close();
+    killAll(fleet);
+    await demo.close();
+    await auth.close();
+    await rm(dataDir, { recursive: true, force: true });
+  };
   const { url: authUrl } = await auth.listen();
-  const started = Promise.all(
-    fleet.map((node) =>
+  // Every part is awaited even when one fails, then a tier that did not start is torn down here: the
+  // test never gets a close() to call, and a node left running would keep Jest's pipe open (and the
+  // store's LevelDB files, opened without close-on-exec, would reach every later child of the worker).
+  const started = await Promise.allSettled([
+    ...fleet.map((node) =>
       startFleetNode(node, {
         jwksFile: auth.files.jwks,
         secret: options.meshSecret,
@@ -71,12 +83,18 @@ export async function startDemoTier<N extends FleetNode>(options: DemoTierOption
         extraEnv: options.nodeEnv?.(node),
       }),
     ),
-  );
-  const demo = Fastify();
-  await demo.register(demoRoutes, { authUrl, nodeUrls: fleet.map((n) => n.url) });
-  await demo.listen({ host: DEMO_HOST, port: demoPort });
-  const browser = await launchChromium(options.chromiumArgs);
-  await started;
+    (async () => {
+      await demo.register(demoRoutes, { authUrl, nodeUrls: fleet.map((n) => n.url) });
+      await demo.listen({ host: DEMO_HOST, port: demoPort });
+      browser = await launchChromium(options.chromiumArgs);
+    })(),
+  ]);
+  const failed = started.find((outcome) => outcome.status === 'rejected');
+  if (failed) {
+    await tearDown();
+    throw failed.reason;
+  }
+  const liveBrowser = browser as Browser;
 
   const contexts: BrowserContext[] = [];
   const pageErrors: string[] = [];
@@ -84,10 +102,10 @@ export async function startDemoTier<N extends FleetNode>(options: DemoTierOption
     authUrl,
     demoUrl,
     fleet,
-    browser,
+    browser: liveBrowser,
     pageErrors,
     async openPage(nodeIndex) {
-      const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+      const context = await liveBrowser.newContext({ viewport: { width: 1280, height: 760 } });
       contexts.push(context);
       context.setDefaultTimeout(options.domTimeoutMs);
       const page = await context.newPage();
@@ -104,11 +122,7 @@ export async function startDemoTier<N extends FleetNode>(options: DemoTierOption
     },
     async close() {
       await Promise.all(contexts.map((c) => c.close()));
-      await browser.close();
-      killAll(fleet);
-      await demo.close();
-      await auth.close();
-      await rm(dataDir, { recursive: true, force: true });
+      await tearDown();
     },
   };
 }

@@ -3,54 +3,15 @@
  * every process it started, so a test can check that none is left and clean up even after a failure.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePortRun } from '../../supernode/local/fleet';
 
 const cli = join(__dirname, '../../supernode/bin/supernode.cjs');
 const run = promisify(execFile);
 export const BANNER = 'Supernode Tier is running locally';
-
-function tcpFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-function udpFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = dgram.createSocket('udp4');
-    socket.once('error', () => {
-      socket.close();
-      resolve(false);
-    });
-    socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
-  });
-}
-
-const taken = new Set<number>();
-
-/**
- * The first of `count` consecutive free ports (the tier numbers its nodes' ports from a base), below
- * the ephemeral range as in supernode/local/fleet.ts, never one this file handed out before.
- */
-export async function freeRun(count: number, protocol: 'tcp' | 'udp' = 'tcp'): Promise<number> {
-  for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 12_000);
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if (ports.some((p) => taken.has(p))) continue;
-    const free = await Promise.all(ports.map(protocol === 'tcp' ? tcpFree : udpFree));
-    if (free.every(Boolean)) {
-      for (const p of ports) taken.add(p);
-      return base;
-    }
-  }
-}
 
 export interface TierPorts {
   auth: number;
@@ -63,11 +24,11 @@ export interface TierPorts {
 
 export async function tierPorts(nodes: number): Promise<TierPorts> {
   return {
-    auth: await freeRun(1),
-    base: await freeRun(nodes),
-    meshBase: await freeRun(nodes),
-    stun: await freeRun(1, 'udp'),
-    console: await freeRun(1),
+    auth: await freePortRun(1),
+    base: await freePortRun(nodes),
+    meshBase: await freePortRun(nodes),
+    stun: await freePortRun(1, 'udp'),
+    console: await freePortRun(1),
   };
 }
 

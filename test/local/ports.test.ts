@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import { createServer } from 'node:net';
+import { freePortRun } from '../../supernode/local/fleet';
 import { clashes, type PortUse, portProblem } from '../../supernode/local/ports';
-import { freeRun } from './helpers';
 
 test('a port given to two components is named with both options', () => {
   const uses: PortUse[] = [
@@ -17,7 +17,7 @@ test('a port given to two components is named with both options', () => {
 });
 
 test('a port held by another process is found busy, on TCP and on UDP, and a free one is not', async () => {
-  const [tcp, udp, free] = [await freeRun(1), await freeRun(1, 'udp'), await freeRun(1)];
+  const [tcp, udp, free] = [await freePortRun(1), await freePortRun(1, 'udp'), await freePortRun(1)];
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(tcp, '127.0.0.1', resolve));
   const socket = dgram.createSocket('udp4');

@@ -4,9 +4,10 @@
  * answers carry credentials for the same servers.
  */
 import { AuthClient } from '../../supernode/client/auth-client';
+import { freePortRun } from '../../supernode/local/fleet';
 import { coturnTool, echoPeerPair, killAll, run, uclientTotals } from '../turn/coturn';
 import type { Peer } from '../turn/helpers';
-import { exitWithin, freeRun, stillRunning, TierFixtures, tierPorts, waitForOutput } from './helpers';
+import { exitWithin, stillRunning, TierFixtures, tierPorts, waitForOutput } from './helpers';
 
 const fixtures = new TierFixtures();
 let peers: Peer[] = [];
@@ -34,11 +35,11 @@ test('npm start serves TURN on every supernode; the printed iceServers and a log
   coturnTool('turnutils_uclient'); // fail at once, with the install command, if it is missing
   peers = await echoPeerPair();
   // TURN of node i is on the STUN port + i: two consecutive free ones.
-  const ports = { ...(await tierPorts(2)), stun: await freeRun(2, 'udp') };
+  const ports = { ...(await tierPorts(2)), stun: await freePortRun(2, 'udp') };
   // CONSOLE_PORT: the operator console of the tier, moved off its default so parallel tiers do not clash.
   const tier = fixtures.start(ports, await fixtures.dataDir(), {
     SUPERNODE_LOCAL_NODES: '2',
-    CONSOLE_PORT: String(await freeRun(1)),
+    CONSOLE_PORT: String(await freePortRun(1)),
   });
   await waitForOutput(tier, 'Ctrl-C drains and stops everything', 30_000);
   const output = tier.output();
@@ -81,7 +82,7 @@ test('--no-turn: the tier serves plain STUN on the first supernode only, as befo
   const tier = fixtures.start(ports, await fixtures.dataDir(), {
     SUPERNODE_LOCAL_NODES: '1',
     SUPERNODE_LOCAL_TURN: 'false',
-    CONSOLE_PORT: String(await freeRun(1)),
+    CONSOLE_PORT: String(await freePortRun(1)),
   });
   await waitForOutput(tier, 'Ctrl-C drains and stops everything', 30_000);
   expect(tier.output()).toContain(`STUN (UDP)         127.0.0.1:${ports.stun}`);

@@ -36,9 +36,9 @@ export async function expectRelayedThroughOurServer(
   });
   const expected = { candidateType: 'relay', address: turn.address.host, inOurRelayRange: true };
   const bytes = (messages: string[]) => messages.reduce((sum, message) => sum + message.length, 0);
-  for (const [peer, sentBytes, receivedBytes] of [
-    [report.offerer, bytes(sent.fromOfferer), bytes(sent.fromAnswerer)],
-    [report.answerer, bytes(sent.fromAnswerer), bytes(sent.fromOfferer)],
+  for (const [peer, sentBytes, receivedBytes, controlling] of [
+    [report.offerer, bytes(sent.fromOfferer), bytes(sent.fromAnswerer), true],
+    [report.answerer, bytes(sent.fromAnswerer), bytes(sent.fromOfferer), false],
   ] as const) {
     // No host or srflx candidate was gathered, offered or used: relay-only really was relay-only.
     expect(peer.gatheredTypes.length).toBeGreaterThan(0);
@@ -48,7 +48,10 @@ export async function expectRelayedThroughOurServer(
       new Set(['relay']),
     );
     const selected = selectedOf(peer);
-    expect(selected.nominated).toBe(true);
+    // The offerer is the controlling agent: its selected pair is the one it nominated. The controlled
+    // side may select the best writable pair before the nomination reaches it (one loaded CI run saw
+    // that), so its flag says nothing about our server.
+    if (controlling) expect(selected.nominated).toBe(true);
     // libwebrtc reports the state of the pair's latest check: a consent check in flight on the selected
     // pair makes it `in-progress` until the answer comes back.
     expect(['succeeded', 'in-progress']).toContain(selected.state);
