@@ -252,6 +252,19 @@ export function readCpuSplit(pid: number): { user: number; system: number } {
   }
 }
 
+/**
+ * Seconds the process's main thread (its event loop) has spent runnable but waiting for a CPU so far
+ * (/proc/<pid>/schedstat, second field): time the scheduler, not the process's own work, added to
+ * whatever it was handling.
+ */
+export function readRunQueueSeconds(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** User + system CPU time a process has used so far, in seconds. */
 export function readCpuSeconds(pid: number): number {
   const { user, system } = readCpuSplit(pid);

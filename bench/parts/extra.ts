@@ -72,6 +72,15 @@ export async function runMeshPart(quick: boolean): Promise<PartResult> {
         target: '',
         verdict: 'context',
       },
+      {
+        // Queueing the nodes did not cause: runnable, but another process (or thread) had the core.
+        what: '  event loops waiting for a CPU (run queue)',
+        measured: `nodes ${result.runQueueWaitMsPerSecond.nodes.map((w) => w.toFixed(0)).join(', ')} ms/s`,
+        baseline: `generator ${result.runQueueWaitMsPerSecond.generator.toFixed(0)} ms/s`,
+        ratio: '',
+        target: '',
+        verdict: 'context',
+      },
     ],
     data: { ...result },
   };
