@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -310,6 +310,33 @@ export function readOwnTreeCpuSeconds(): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/**
+ * User + system CPU seconds of a process and every live descendant (a node and its STUN responders), from
+ * /proc. Threads are included in their process's figure (coturn's relay threads).
+ */
+export function readProcessTreeCpuSeconds(rootPid: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  let total = 0;
+  const pending = [rootPid];
+  while (pending.length > 0) {
+    const pid = pending.pop() as number;
+    const cpu = readCpuSeconds(pid);
+    if (Number.isFinite(cpu)) total += cpu;
+    pending.push(...(children.get(pid) ?? []));
+  }
+  return total;
 }
 
 /** Clock ticks per second, for /proc/stat figures. */

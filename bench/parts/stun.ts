@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildHandle } from '../lib/children';
-import { freePort, ofType, sleep, spawnNode } from '../lib/children';
+import { freePort, ofType, readProcessTreeCpuSeconds, sleep, spawnNode } from '../lib/children';
 import { type BenchKeys, int, log, percent, startSupernode } from '../lib/env';
 import type { PartResult, Row } from '../lib/load';
 import type { StunGenConfig, StunGenDone } from '../stun-gen';
@@ -23,11 +23,14 @@ export interface StunOptions {
 
 const TARGET_RATIO = 0.8;
 
+/** One load run; the server's CPU (its process and its children) is read over the same window. */
 async function load(
   port: number,
   options: StunOptions,
-): Promise<{ perSecond: number; answers: number; sent: number }> {
+  serverPid: number,
+): Promise<{ perSecond: number; answers: number; sent: number; serverCpuSeconds: number }> {
   const gens: ChildHandle[] = [];
+  const cpuBefore = readProcessTreeCpuSeconds(serverPid);
   try {
     for (let id = 0; id < options.generators; id++) {
       const config: StunGenConfig = {
@@ -54,7 +57,9 @@ async function load(
     const answers = results.reduce((n, r) => n + r.answers, 0);
     const sent = results.reduce((n, r) => n + r.sent, 0);
     const seconds = Math.max(...results.map((r) => r.seconds));
-    return { perSecond: answers / seconds, answers, sent };
+    // Read before the generators stop: the servers idle after, so the few ms of the stop add nothing.
+    const serverCpuSeconds = readProcessTreeCpuSeconds(serverPid) - cpuBefore;
+    return { perSecond: answers / seconds, answers, sent, serverCpuSeconds };
   } finally {
     await Promise.all(gens.map((gen) => gen.stop(1000)));
   }
@@ -97,8 +102,8 @@ async function measureNode(keys: BenchKeys, options: StunOptions, processes: num
     String(processes),
   ]);
   try {
-    const result = await load(stunPort, options);
-    log('stun', `  ${int(result.perSecond)} answers/s (${int(result.answers)} of ${int(result.sent)} sent)`);
+    const result = await load(stunPort, options, node.child.pid);
+    logResult(result);
     return result;
   } finally {
     await node.child.stop(2000);
@@ -110,16 +115,26 @@ async function measureCoturn(options: StunOptions) {
   const coturn = await startCoturn(port);
   try {
     log('stun', `coturn on UDP ${port}: ${coturn.command}`);
-    const result = await load(port, options);
-    log('stun', `  ${int(result.perSecond)} answers/s (${int(result.answers)} of ${int(result.sent)} sent)`);
+    const result = await load(port, options, coturn.child.pid as number);
+    logResult(result);
     return { ...result, command: coturn.command };
   } finally {
     coturn.child.kill('SIGTERM');
   }
 }
 
-type Measured = { perSecond: number };
+function logResult(result: Awaited<ReturnType<typeof load>>): void {
+  log(
+    'stun',
+    `  ${int(result.perSecond)} answers/s (${int(result.answers)} of ${int(result.sent)} sent); server CPU ${result.serverCpuSeconds.toFixed(2)} s, ${int(result.answers / result.serverCpuSeconds)} answers per CPU-second`,
+  );
+}
+
+type Measured = { perSecond: number; answers: number; serverCpuSeconds: number };
 const mean = (rounds: Measured[]) => rounds.reduce((sum, r) => sum + r.perSecond, 0) / rounds.length;
+/** Answers per second of the server's CPU, over all rounds together. */
+const perCpuSecond = (rounds: Measured[]) =>
+  rounds.reduce((sum, r) => sum + r.answers, 0) / rounds.reduce((sum, r) => sum + r.serverCpuSeconds, 0);
 const eachRound = (rounds: Measured[]) =>
   rounds.length > 1 ? ` (rounds ${rounds.map((r) => int(r.perSecond)).join(', ')})` : '';
 
@@ -158,6 +173,17 @@ export async function runStun(keys: BenchKeys, options: StunOptions): Promise<Pa
     ratio: percent(ratio),
     target: `>=${TARGET_RATIO}x coturn`,
     verdict: ratio >= TARGET_RATIO ? 'meets' : 'misses',
+  });
+  // Per core of the process under test: the generators share the 2 cores with the server, so the server
+  // that spends less CPU per answer also leaves them more, and answers/s alone mixes the two.
+  const perCpu = perCpuSecond(ours) / perCpuSecond(theirs);
+  rows.push({
+    what: '  answers per second of server CPU (all its processes or threads)',
+    measured: `${int(perCpuSecond(ours))}`,
+    baseline: `coturn ${int(perCpuSecond(theirs))}`,
+    ratio: percent(perCpu),
+    target: `>=${TARGET_RATIO}x coturn`,
+    verdict: perCpu >= TARGET_RATIO ? 'meets' : 'misses',
   });
   if (single)
     rows.push({

@@ -9,7 +9,7 @@ import {
   type StunDropReason,
 } from './codec';
 import { StunResponders } from './responders';
-import { bindUdpSocket } from './udp';
+import { bindUdpSocket, literalLookup } from './udp';
 
 export type StunOutcome = 'answered' | 'error_response' | 'dropped';
 /** Codec reasons plus the ones only the server can see. */
@@ -102,7 +102,7 @@ export class StunServer {
   start(): Promise<{ address: string; port: number }> {
     if (this.socket || this.closing) return Promise.reject(new Error('StunServer can only be started once'));
     const { host, port } = this.options;
-    const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
     this.socket = socket;
     socket.on('message', this.onMessage);
     const bound = bindUdpSocket(socket, host, port, (err) => this.log?.warn({ err }, 'stun socket error'));

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
-import { bindUdpSocket, closeQuietly } from '../stun/udp';
+import { bindUdpSocket, closeQuietly, literalLookup } from '../stun/udp';
 
 /**
  * Relayed transport addresses: UDP sockets on ports from [min, max], never two allocations on one port.
@@ -95,14 +95,3 @@ async function bindSocket(address: string, port: number, type: 'udp4' | 'udp6'):
   return socket;
 }
 
-/**
- * dgram's `lookup` for sockets that only ever send to IP literals (checked before they get here): it
- * answers at once, where dns.lookup would defer every send by a tick.
- */
-export function literalLookup(
-  address: string,
-  _family: unknown,
-  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
-): void {
-  callback(null, address, address.includes(':') ? 6 : 4);
-}

@@ -22,7 +22,7 @@ import {
   stunMessageType,
   verifyIntegrity,
 } from '../stun/codec';
-import { bindUdpSocket, closeQuietly } from '../stun/udp';
+import { bindUdpSocket, closeQuietly, literalLookup } from '../stun/udp';
 import { Allocation, type ClientLink } from './allocation';
 import {
   CHANNEL_MAX,
@@ -58,7 +58,7 @@ import {
   type TurnServerStats,
 } from './options';
 import { PeerPolicy } from './peers';
-import { type BoundRelay, literalLookup, RelayPortPool } from './ports';
+import { type BoundRelay, RelayPortPool } from './ports';
 
 export type {
   TurnDropReason,
