@@ -53,4 +53,3 @@ export function literalLookup(
 ): void {
   callback(null, address, address.includes(':') ? 6 : 4);
 }
-

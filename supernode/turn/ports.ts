@@ -94,4 +94,3 @@ async function bindSocket(address: string, port: number, type: 'udp4' | 'udp6'):
   await bindUdpSocket(socket, address, port, () => undefined);
   return socket;
 }
-
