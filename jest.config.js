@@ -22,6 +22,6 @@ module.exports = {
   maxWorkers: 2,
   // A test that fails half-way may leave a server child running whose stderr is Jest's pipe; without
   // this, Jest then waits on that pipe forever after printing the results (one CI run hung to its
-  // 90-minute limit that way). Jest still prints "Force exiting Jest" when it had to.
+  // 90-minute limit that way). With it Jest prints "Force exiting Jest" after every run; that line is expected.
   forceExit: true,
 };

@@ -1,6 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
 /** Repository root: children run with it as their working directory. */
@@ -205,19 +204,6 @@ export function spawnNode(options: SpawnOptions): ChildHandle {
   });
   const shown = ['node', ...args].map((a) => a.replace(`${REPO_ROOT}/`, '')).join(' ');
   return new ChildHandle(options.name, proc, shown);
-}
-
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
 }
 
 /** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */

@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { generateSigningKey, publicJwks, type SigningKey } from '../../supernode/auth/signing';
-import { type ChildHandle, freePort, isObject, ofType, sleep, spawnNode } from './children';
+import { freePortRun } from '../../supernode/local/fleet';
+import { type ChildHandle, isObject, ofType, sleep, spawnNode } from './children';
 import { type BareListening, type BareServerConfig, CONFIG_ENV } from './messages';
 
 export const SUPERNODE_CLI = 'supernode/bin/supernode.cjs';
@@ -79,7 +80,7 @@ export async function startSupernode(
   extraArgs: string[],
   readyTimeoutMs = 30_000,
 ): Promise<NodeHandle> {
-  const port = await freePort();
+  const port = await freePortRun(1);
   const child = spawnNode({
     name,
     args: [
@@ -128,7 +129,7 @@ export interface BareHandle {
 }
 
 export async function startBareServer(name: string, mode: BareServerConfig['mode']): Promise<BareHandle> {
-  const port = await freePort();
+  const port = await freePortRun(1);
   const child = spawnNode({
     name,
     args: ['bench/bare-ws-server.ts'],

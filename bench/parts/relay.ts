@@ -1,4 +1,5 @@
-import { type ChildHandle, freePort, ofType, readCpuSeconds, sleep, spawnNode } from '../lib/children';
+import { freePortRun } from '../../supernode/local/fleet';
+import { type ChildHandle, ofType, readCpuSeconds, sleep, spawnNode } from '../lib/children';
 import {
   type BenchKeys,
   fixed,
@@ -126,7 +127,7 @@ async function runOnce(
  * window and bytes as the single-node runs.
  */
 async function runCrossNode(keys: BenchKeys, options: RelayOptions): Promise<RelayRun & { command: string }> {
-  const meshPorts = [await freePort(), await freePort()];
+  const meshPorts = [await freePortRun(1), await freePortRun(1)];
   const peers = meshPorts.map((port, i) => `relay-mesh-${i}@ws://127.0.0.1:${port}`).join(',');
   const nodes: Array<{ child: ChildHandle; pid: number; url: string }> = [];
   let gen: ChildHandle | undefined;

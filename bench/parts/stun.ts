@@ -5,8 +5,9 @@
  * coturn is the baseline when it is installed (Debian package `coturn`); nothing is installed here.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { freePortRun } from '../../supernode/local/fleet';
 import type { ChildHandle } from '../lib/children';
-import { freePort, ofType, readProcessTreeCpuSeconds, sleep, spawnNode } from '../lib/children';
+import { ofType, readProcessTreeCpuSeconds, sleep, spawnNode } from '../lib/children';
 import { type BenchKeys, int, log, percent, startSupernode } from '../lib/env';
 import type { PartResult, Row } from '../lib/load';
 import type { StunGenConfig, StunGenDone } from '../stun-gen';
@@ -89,7 +90,7 @@ async function startCoturn(port: number) {
 }
 
 async function measureNode(keys: BenchKeys, options: StunOptions, processes: number) {
-  const stunPort = await freePort();
+  const stunPort = await freePortRun(1, 'udp');
   log(
     'stun',
     `supernode STUN on UDP ${stunPort}, --stun-processes ${processes}: ${options.generators} generators, window ${options.window}, ${options.seconds} s`,
@@ -111,7 +112,7 @@ async function measureNode(keys: BenchKeys, options: StunOptions, processes: num
 }
 
 async function measureCoturn(options: StunOptions) {
-  const port = await freePort();
+  const port = await freePortRun(1, 'udp');
   const coturn = await startCoturn(port);
   try {
     log('stun', `coturn on UDP ${port}: ${coturn.command}`);
