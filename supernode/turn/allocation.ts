@@ -1,5 +1,5 @@
-import type dgram from 'node:dgram';
-import type { TokenBucket } from '../shared/token-bucket';
+import type { Budget } from './budget';
+import type { UdpEndpoint } from './udp-endpoint';
 
 /**
  * One allocation's state (RFC 8656 §2.2): the relayed socket, its permissions (by peer IP), its channel
@@ -45,12 +45,12 @@ export class Allocation {
     readonly link: ClientLink,
     readonly username: string,
     readonly userId: string,
-    readonly relay: dgram.Socket,
+    readonly relay: UdpEndpoint,
     readonly relayPort: number,
     readonly family: 'IPv4' | 'IPv6',
     readonly transactionId: Buffer,
     /** Relayed bytes per second (a token per byte). */
-    readonly bucket: TokenBucket | undefined,
+    readonly bucket: Budget | undefined,
     lifetimeMs: number,
     now: number,
   ) {

@@ -4,7 +4,7 @@ import { TURN_ERROR_CODES, type TurnErrorCode } from './codec';
 
 /** The TurnServer's constructor options, what it counts, and the defaults (docs/turn.md#configuration). */
 
-export type TurnServerLog = LogSink<'warn'> & Partial<LogSink<'debug'>>;
+export type TurnServerLog = LogSink<'warn'> & Partial<LogSink<'debug' | 'info'>>;
 
 /** What happened to one message or allocation, for metrics. Relayed packets are counted in `stats` only. */
 export type TurnOutcome =
@@ -111,6 +111,12 @@ export interface TurnServerOptions {
   log?: TurnServerLog;
   /** Every allocation event, answer, refusal (detail: the error code) and drop (detail: the reason). */
   onOutcome?: (outcome: TurnOutcome, detail?: TurnErrorCode | TurnDropReason) => void;
+  /**
+   * Which engine relays UDP: 'native' (the C fast path, `npm run build:native`), 'dgram' (Node's
+   * sockets), or 'auto': native when it loads and `now` is not replaced, else dgram.
+   * @default 'auto'
+   */
+  relayEngine?: 'auto' | 'native' | 'dgram';
   /** Clock in ms, for tests; default Date.now. */
   now?: () => number;
 }
@@ -152,6 +158,7 @@ export const TURN_DEFAULTS = {
   tcp: true,
   allowPeers: [] as readonly string[],
   now: Date.now,
+  relayEngine: 'auto',
   tlsPort: 5349,
   minPort: 49152,
   maxPort: 65535,

@@ -1,6 +1,5 @@
 import { randomInt } from 'node:crypto';
-import dgram from 'node:dgram';
-import { bindUdpSocket, closeQuietly, literalLookup } from '../stun/udp';
+import type { UdpEndpoint } from './udp-endpoint';
 
 /**
  * Relayed transport addresses: UDP sockets on ports from [min, max], never two allocations on one port.
@@ -13,7 +12,7 @@ import { bindUdpSocket, closeQuietly, literalLookup } from '../stun/udp';
 const BIND_ATTEMPTS = 8;
 
 export interface BoundRelay {
-  socket: dgram.Socket;
+  socket: UdpEndpoint;
   port: number;
 }
 
@@ -67,9 +66,8 @@ export class RelayPortPool {
    * or every attempt found its port taken by someone else.
    */
   async bind(
-    address: string,
-    type: 'udp4' | 'udp6',
     options: { even: boolean; pair: boolean },
+    open: (port: number) => Promise<UdpEndpoint>,
   ): Promise<BoundRelay[] | null> {
     for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
       const port = this.claim(options.even, options.pair);
@@ -77,20 +75,13 @@ export class RelayPortPool {
       const ports = options.pair ? [port, port + 1] : [port];
       const bound: BoundRelay[] = [];
       try {
-        for (const p of ports) bound.push({ socket: await bindSocket(address, p, type), port: p });
+        for (const p of ports) bound.push({ socket: await open(p), port: p });
         return bound;
       } catch {
-        for (const relay of bound) closeQuietly(relay.socket);
+        for (const relay of bound) relay.socket.close();
         for (const p of ports) this.release(p);
       }
     }
     return null;
   }
-}
-
-async function bindSocket(address: string, port: number, type: 'udp4' | 'udp6'): Promise<dgram.Socket> {
-  const socket = dgram.createSocket({ type, lookup: literalLookup });
-  // Later errors are the allocation's to log (the server adds its listener).
-  await bindUdpSocket(socket, address, port, () => undefined);
-  return socket;
 }

@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
-import { TokenBucket } from '../shared/token-bucket';
 import {
   attributeValue,
   decodeXorAddress,
@@ -22,8 +20,8 @@ import {
   stunMessageType,
   verifyIntegrity,
 } from '../stun/codec';
-import { bindUdpSocket, closeQuietly, literalLookup } from '../stun/udp';
-import { Allocation, type ClientLink } from './allocation';
+import { Allocation, type Channel, type ClientLink } from './allocation';
+import { type Budget, RelayBudgets } from './budget';
 import {
   CHANNEL_MAX,
   CHANNEL_MIN,
@@ -48,6 +46,7 @@ import {
   parseTurnUsername,
   turnPassword,
 } from './credentials';
+import { loadFastPath } from './native/fastpath';
 import {
   emptyTurnStats,
   TURN_DEFAULTS,
@@ -59,6 +58,13 @@ import {
 } from './options';
 import { PeerPolicy } from './peers';
 import { type BoundRelay, RelayPortPool } from './ports';
+import {
+  dgramFactory,
+  nativeFactory,
+  type RelayEngine,
+  type UdpEndpoint,
+  type UdpFactory,
+} from './udp-endpoint';
 
 export type {
   TurnDropReason,
@@ -148,7 +154,11 @@ class StreamLink implements ClientLink {
  * Nothing throws out of a socket callback: malformed input is dropped and counted, failures are logged.
  */
 export class TurnServer {
-  readonly stats: TurnServerStats = emptyTurnStats();
+  private readonly counts: TurnServerStats = emptyTurnStats();
+  /** Which engine relays: 'native' (the fast path, docs/turn.md "Relay engine") or 'dgram'. */
+  readonly engine: RelayEngine;
+  private readonly udpFactory: UdpFactory;
+  private readonly budgets: RelayBudgets;
 
   private readonly o: Required<
     Omit<
@@ -167,13 +177,13 @@ export class TurnServer {
   private readonly allocations = new Map<string, Allocation>();
   /** 5-tuples whose Allocate is binding its relay socket. */
   private readonly pending = new Set<string>();
-  private readonly users = new Map<string, { allocations: number; bucket: TokenBucket | undefined }>();
+  private readonly users = new Map<string, { allocations: number; bucket: Budget | undefined }>();
   private readonly reservations = new Map<string, { relay: BoundRelay; expiresAt: number }>();
   private readonly links = new Set<StreamLink>();
   /** Data indication transaction ids: a random prefix and a counter, instead of randomBytes per packet. */
   private readonly indicationId = randomBytes(12);
   private indicationCounter = 0;
-  private udp: dgram.Socket | undefined;
+  private udp: UdpEndpoint | undefined;
   private tcpServer: net.Server | undefined;
   private tlsServer: tls.Server | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -218,6 +228,45 @@ export class TurnServer {
     this.peers = new PeerPolicy(o.allowPeers);
     this.now = o.now;
     this.nonces = new NonceIssuer(o.nonceLifetimeSec, this.now, options.nonceSecret);
+    this.udpFactory = this.chooseEngine(o.relayEngine, options.now !== undefined && options.now !== Date.now);
+    this.engine = this.udpFactory.engine;
+    this.budgets = new RelayBudgets(this.udpFactory.fast, this.now);
+    this.udpFactory.fast?.limits(o.maxMessageBytes, o.maxMessageBytes - DATA_INDICATION_OVERHEAD);
+  }
+
+  /**
+   * 'auto' takes the native engine when its addon loads and the clock is the wall clock (the addon
+   * checks route expiry against it); 'native' fails instead of falling back.
+   */
+  private chooseEngine(wanted: 'auto' | 'native' | 'dgram', customClock: boolean): UdpFactory {
+    if (wanted === 'dgram') return dgramFactory;
+    const loaded = loadFastPath();
+    const why = 'error' in loaded ? loaded.error : customClock ? 'a custom clock (now) is set' : undefined;
+    if (why === undefined && 'binding' in loaded) return nativeFactory(loaded.binding);
+    if (wanted === 'native') throw new Error(`relayEngine native is not available: ${why}`);
+    this.o.log?.info?.({ reason: why }, 'turn relays through dgram');
+    return dgramFactory;
+  }
+
+  /** Counters; the native engine's relaying is added in when they are read. */
+  get stats(): TurnServerStats {
+    this.foldFastCounters();
+    return this.counts;
+  }
+
+  private foldFastCounters(): void {
+    const fast = this.udpFactory.fast;
+    if (!fast || !this.udp) return;
+    const [toPeerPackets, toPeerBytes, toClientPackets, toClientBytes, bandwidth, queueFull] = fast.counters(
+      this.udp.fastId,
+    );
+    const counts = this.counts;
+    counts.packetsToPeer += toPeerPackets;
+    counts.bytesToPeer += toPeerBytes;
+    counts.packetsToClient += toClientPackets;
+    counts.bytesToClient += toClientBytes;
+    counts.dropped.bandwidth += bandwidth;
+    counts.dropped.send_queue_full += queueFull;
   }
 
   /** Binds UDP, then TCP on the same port, then TLS; rejects on a bind error. Call at most once. */
@@ -229,7 +278,7 @@ export class TurnServer {
       let bound = -1;
       for (let attempt = 0; bound === -1; attempt++) {
         const udp = await this.bindUdp(host, port);
-        const udpPort = udp.address().port;
+        const udpPort = udp.port;
         if (!this.o.tcp) {
           this.udp = udp;
           bound = udpPort;
@@ -240,12 +289,12 @@ export class TurnServer {
           this.udp = udp;
           bound = udpPort;
         } catch (err) {
-          closeQuietly(udp);
+          udp.close();
           // With port 0 the UDP port may be a TCP port someone holds: pick again.
           if (port !== 0 || attempt + 1 >= SHARED_PORT_ATTEMPTS || !isAddressInUse(err)) throw err;
         }
       }
-      const result: TurnServerAddress = { address: this.udp?.address().address ?? host, port: bound };
+      const result: TurnServerAddress = { address: this.udp?.address ?? host, port: bound };
       if (this.o.tlsCert && this.o.tlsKey) {
         const server = tls.createServer({
           cert: this.o.tlsCert,
@@ -308,8 +357,9 @@ export class TurnServer {
     this.finishDrain();
     const closers: Promise<void>[] = [];
     if (this.udp) {
+      this.foldFastCounters(); // before its listener, which holds them, goes
       const udp = this.udp;
-      closers.push(new Promise((resolve) => udp.close(() => resolve())));
+      closers.push(new Promise((resolve) => udp.close(resolve)));
     }
     for (const server of [this.tcpServer, this.tlsServer]) {
       if (server) closers.push(new Promise((resolve) => server.close(() => resolve())));
@@ -318,21 +368,30 @@ export class TurnServer {
     return this.closing;
   }
 
-  private async bindUdp(host: string, port: number): Promise<dgram.Socket> {
+  private async bindUdp(host: string, port: number): Promise<UdpEndpoint> {
     // Every client's datagrams arrive on this one socket: a burst from many clients overflows the
     // default receive buffer (~200 KiB) long before the process is busy. The kernel caps the size
     // at net.core.rmem_max / wmem_max.
-    const buffer = this.o.udpBufferBytes;
-    const socket = dgram.createSocket({
-      type: net.isIP(host) === 6 ? 'udp6' : 'udp4',
-      recvBufferSize: buffer,
-      sendBufferSize: buffer,
-      lookup: literalLookup,
+    const socket = await this.udpFactory.open(host, port, {
+      listener: true,
+      bufferBytes: this.o.udpBufferBytes,
+      maxQueuedSends: this.o.maxQueuedSends,
+      onError: (err) => this.o.log?.warn({ err }, 'turn udp socket error'),
+      onSendError: this.onSendError,
     });
-    socket.on('message', this.onUdpMessage);
-    await bindUdpSocket(socket, host, port, (err) => this.o.log?.warn({ err }, 'turn udp socket error'));
+    socket.onMessage = this.onUdpMessage;
     return socket;
   }
+
+  /** A relay socket; its messages go to the allocation once there is one. */
+  private readonly openRelay = (port: number): Promise<UdpEndpoint> =>
+    this.udpFactory.open(this.o.relayAddress, port, {
+      listener: false,
+      bufferBytes: 0,
+      maxQueuedSends: this.o.maxQueuedSends,
+      onError: (err) => this.o.log?.warn({ err, port }, 'turn relay socket error'),
+      onSendError: this.onSendError,
+    });
 
   private listenStream<S extends net.Server>(
     server: S,
@@ -359,13 +418,13 @@ export class TurnServer {
 
   // ---- transports ----------------------------------------------------------------------------
 
-  private readonly onUdpMessage = (msg: Buffer, remote: dgram.RemoteInfo): void => {
+  private readonly onUdpMessage = (msg: Buffer, address: string, port: number): void => {
     try {
-      if (remote.port === 0) {
+      if (port === 0) {
         this.drop('bad_source_port');
         return;
       }
-      const key = `udp|${remote.address}|${remote.port}`;
+      const key = `udp|${address}|${port}`;
       const allocation = this.allocations.get(key);
       const kind = msg.length === 0 ? 'stun' : frameKind(msg[0]);
       if (kind === 'channel') {
@@ -376,11 +435,7 @@ export class TurnServer {
         this.drop('unknown_framing');
         return;
       }
-      this.onStunFrame(
-        msg,
-        key,
-        allocation?.link ?? new UdpLink(this.sendFromListener, remote.address, remote.port),
-      );
+      this.onStunFrame(msg, key, allocation?.link ?? new UdpLink(this.sendFromListener, address, port));
     } catch (err) {
       this.internalError(err);
     }
@@ -409,7 +464,7 @@ export class TurnServer {
       this.now(),
     );
     this.links.add(link);
-    this.stats.tcpConnections++;
+    this.counts.tcpConnections++;
     const onFrame = (frame: Buffer, kind: 'stun' | 'channel') => {
       if (link.closed) return;
       if (kind === 'channel') this.onChannelData(link.allocation, frame);
@@ -435,39 +490,16 @@ export class TurnServer {
     if (link.closed) return;
     link.closed = true;
     this.links.delete(link);
-    this.stats.tcpConnections--;
+    this.counts.tcpConnections--;
     link.socket.destroy();
     if (link.allocation) this.removeAllocation(link.allocation, 'deleted');
   }
 
   private readonly sendFromListener = (datagram: Buffer, port: number, address: string, relayed: boolean) =>
-    this.udp ? this.sendDatagram(this.udp, datagram, port, address, relayed) : false;
+    this.udp ? this.udp.send(datagram, port, address, relayed) : false;
 
-  /**
-   * Sends one datagram unless the socket's send queue is full (false: dropped). Relayed packets go
-   * without a completion callback, dgram's fast path (about a sixth less CPU per packet), so only
-   * failures of our answers are seen and counted.
-   */
-  private sendDatagram(
-    socket: dgram.Socket,
-    datagram: Buffer,
-    port: number,
-    address: string,
-    relayed: boolean,
-  ): boolean {
-    if (socket.getSendQueueCount() >= this.o.maxQueuedSends) return false;
-    try {
-      if (relayed) socket.send(datagram, port, address);
-      else socket.send(datagram, port, address, this.onSent);
-    } catch (err) {
-      this.onSent(err instanceof Error ? err : new Error(String(err)));
-    }
-    return true;
-  }
-
-  private readonly onSent = (err: Error | null): void => {
-    if (!err) return;
-    this.stats.sendErrors++;
+  private readonly onSendError = (err: Error): void => {
+    this.counts.sendErrors++;
     this.o.log?.debug?.({ err }, 'turn send failed');
   };
 
@@ -569,7 +601,7 @@ export class TurnServer {
       this.report('answered');
       return;
     }
-    this.stats.refusals[420]++;
+    this.counts.refusals[420]++;
     this.report('refused', 420);
   }
 
@@ -703,7 +735,7 @@ export class TurnServer {
         relays = reserved ? [reserved] : null;
       } else {
         const pair = evenPort !== undefined && (message.buf[evenPort.offset] & 0x80) !== 0;
-        relays = await this.ports.bind(this.o.relayAddress, this.relayType, { even: !!evenPort, pair });
+        relays = await this.ports.bind({ even: !!evenPort, pair }, this.openRelay);
       }
     } finally {
       this.pending.delete(key);
@@ -735,7 +767,6 @@ export class TurnServer {
       type: StunAttribute.XorMappedAddress,
       value: encodeXorAddress(link.address, link.port, message.transactionId),
     });
-    const bandwidth = this.o.allocationBandwidth;
     const allocation = new Allocation(
       key,
       link,
@@ -745,22 +776,21 @@ export class TurnServer {
       relay.port,
       this.relayType === 'udp6' ? 'IPv6' : 'IPv4',
       Buffer.from(message.transactionId),
-      bandwidth > 0 ? new TokenBucket(bandwidth, bandwidth, now) : undefined,
+      this.budgets.create(this.o.allocationBandwidth),
       lifetime,
       now,
     );
-    relay.socket.on('message', (msg: Buffer, remote: dgram.RemoteInfo) => {
+    relay.socket.onMessage = (msg, address, port) => {
       try {
-        this.onPeerDatagram(allocation, msg, remote);
+        this.onPeerDatagram(allocation, msg, address, port);
       } catch (err) {
         this.internalError(err);
       }
-    });
-    relay.socket.on('error', (err) => this.o.log?.warn({ err, port: relay.port }, 'turn relay socket error'));
+    };
     this.allocations.set(key, allocation);
     if (link instanceof StreamLink) link.allocation = allocation;
-    this.stats.allocationsActive++;
-    this.stats.allocationsCreated++;
+    this.counts.allocationsActive++;
+    this.counts.allocationsCreated++;
     allocation.response = this.respond(link, message, responseAttributes, auth);
     this.report('allocated');
   }
@@ -828,7 +858,11 @@ export class TurnServer {
     if (allocation.permissions.size + fresh.size > this.o.maxPermissionsPerAllocation) return { code: 508 };
     const expiresAt = this.now() + this.o.permissionLifetimeSec * 1000;
     for (const address of addresses) allocation.permissions.set(address, expiresAt);
-    this.stats.permissionsActive += fresh.size;
+    this.counts.permissionsActive += fresh.size;
+    const renewed = new Set(addresses);
+    for (const channel of allocation.channels.values()) {
+      if (renewed.has(channel.peerAddress)) this.route(allocation, channel);
+    }
     return { attributes: [] };
   }
 
@@ -866,12 +900,38 @@ export class TurnServer {
         peerKey,
         expiresAt: now + this.o.channelLifetimeSec * 1000,
       });
-      this.stats.channelsActive++;
+      this.counts.channelsActive++;
     }
     // A channel binding also installs or refreshes the permission for the peer's address.
     allocation.permissions.set(peer.address, now + this.o.permissionLifetimeSec * 1000);
-    if (newPermission) this.stats.permissionsActive++;
+    if (newPermission) this.counts.permissionsActive++;
+    const channel = allocation.channels.get(number);
+    if (channel) this.route(allocation, channel);
     return { attributes: [] };
+  }
+
+  /**
+   * Installs (or renews) a channel's route in the native fast path, which then relays its ChannelData
+   * both ways until the binding or its permission expires, whichever comes first. UDP clients only:
+   * stream clients' data is framed in JavaScript.
+   */
+  private route(allocation: Allocation, channel: Channel): void {
+    const fast = this.udpFactory.fast;
+    const listener = this.udp;
+    if (!fast || !listener || allocation.link.transport !== 'udp') return;
+    const permission = allocation.permissions.get(channel.peerAddress) ?? 0;
+    fast.route(
+      listener.fastId,
+      allocation.link.address,
+      allocation.link.port,
+      channel.number,
+      allocation.relay.fastId,
+      channel.peerAddress,
+      channel.peerPort,
+      Math.min(channel.expiresAt, permission),
+      allocation.bucket?.fastId ?? -1,
+      this.users.get(allocation.userId)?.bucket?.fastId ?? -1,
+    );
   }
 
   // ---- relaying --------------------------------------------------------------------------------
@@ -936,17 +996,17 @@ export class TurnServer {
       this.drop('bandwidth');
       return;
     }
-    if (!this.sendDatagram(allocation.relay, data, port, address, true)) {
+    if (!allocation.relay.send(data, port, address, true)) {
       this.drop('send_queue_full');
       return;
     }
-    this.stats.packetsToPeer++;
-    this.stats.bytesToPeer += data.length;
+    this.counts.packetsToPeer++;
+    this.counts.bytesToPeer += data.length;
   }
 
-  private onPeerDatagram(allocation: Allocation, msg: Buffer, remote: dgram.RemoteInfo): void {
+  private onPeerDatagram(allocation: Allocation, msg: Buffer, address: string, port: number): void {
     const now = this.now();
-    if (!allocation.hasPermission(remote.address, now)) {
+    if (!allocation.hasPermission(address, now)) {
       this.drop('no_permission');
       return;
     }
@@ -959,7 +1019,7 @@ export class TurnServer {
       return;
     }
     const link = allocation.link;
-    const channel = allocation.peerChannels.get(`${remote.address}|${remote.port}`);
+    const channel = allocation.peerChannels.get(`${address}|${port}`);
     let parts: Buffer[];
     if (channel && channel.expiresAt > now) {
       parts = [channelDataHeader(channel.number, msg.length), msg];
@@ -971,7 +1031,7 @@ export class TurnServer {
         encodeStunMessage(stunMessageType(TurnMethod.Data, StunClass.Indication), transactionId, [
           {
             type: TurnAttribute.XorPeerAddress,
-            value: encodeXorAddress(remote.address, remote.port, transactionId),
+            value: encodeXorAddress(address, port, transactionId),
           },
           { type: TurnAttribute.Data, value: msg },
         ]),
@@ -981,30 +1041,21 @@ export class TurnServer {
       this.drop('send_queue_full');
       return;
     }
-    this.stats.packetsToClient++;
-    this.stats.bytesToClient += msg.length;
+    this.counts.packetsToClient++;
+    this.counts.bytesToClient += msg.length;
   }
 
   /** Takes `bytes` from the allocation's and the user's buckets only if both have them. */
   private withinBandwidth(allocation: Allocation, bytes: number, now: number): boolean {
-    const user = this.users.get(allocation.userId)?.bucket;
-    if (allocation.bucket && !allocation.bucket.has(bytes, now)) return false;
-    if (user && !user.has(bytes, now)) return false;
-    allocation.bucket?.spend(bytes);
-    user?.spend(bytes);
-    return true;
+    return this.budgets.spend(allocation.bucket, this.users.get(allocation.userId)?.bucket, bytes, now);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
 
-  private userEntry(userId: string): { allocations: number; bucket: TokenBucket | undefined } {
+  private userEntry(userId: string): { allocations: number; bucket: Budget | undefined } {
     let entry = this.users.get(userId);
     if (!entry) {
-      const bandwidth = this.o.userBandwidth;
-      entry = {
-        allocations: 0,
-        bucket: bandwidth > 0 ? new TokenBucket(bandwidth, bandwidth, this.now()) : undefined,
-      };
+      entry = { allocations: 0, bucket: this.budgets.create(this.o.userBandwidth) };
       this.users.set(userId, entry);
     }
     return entry;
@@ -1014,11 +1065,14 @@ export class TurnServer {
     const entry = this.users.get(userId);
     if (!entry) return;
     // Forgotten at zero, so the map is bounded by the allocations that exist.
-    if (--entry.allocations <= 0) this.users.delete(userId);
+    if (--entry.allocations <= 0) {
+      this.users.delete(userId);
+      this.budgets.release(entry.bucket);
+    }
   }
 
   private releaseRelay(relay: BoundRelay): void {
-    closeQuietly(relay.socket);
+    relay.socket.close();
     this.ports.release(relay.port);
   }
 
@@ -1035,11 +1089,13 @@ export class TurnServer {
   private removeAllocation(allocation: Allocation, outcome: 'expired' | 'deleted' | null): void {
     if (this.allocations.get(allocation.key) !== allocation) return;
     this.allocations.delete(allocation.key);
-    this.stats.allocationsActive--;
-    this.stats.permissionsActive -= allocation.permissions.size;
-    this.stats.channelsActive -= allocation.channels.size;
-    closeQuietly(allocation.relay);
+    this.counts.allocationsActive--;
+    this.counts.permissionsActive -= allocation.permissions.size;
+    this.counts.channelsActive -= allocation.channels.size;
+    // Closing the relay also removes its fast-path routes.
+    allocation.relay.close();
     this.ports.release(allocation.relayPort);
+    this.budgets.release(allocation.bucket);
     this.releaseUser(allocation.userId);
     const link = allocation.link;
     if (link instanceof StreamLink && link.allocation === allocation) {
@@ -1047,8 +1103,8 @@ export class TurnServer {
       link.idleSince = this.now();
     }
     if (outcome) {
-      if (outcome === 'expired') this.stats.allocationsExpired++;
-      else this.stats.allocationsDeleted++;
+      if (outcome === 'expired') this.counts.allocationsExpired++;
+      else this.counts.allocationsDeleted++;
       this.report(outcome);
     }
     this.checkDrained();
@@ -1063,8 +1119,8 @@ export class TurnServer {
           continue;
         }
         const pruned = allocation.prune(now);
-        this.stats.permissionsActive -= pruned.permissions;
-        this.stats.channelsActive -= pruned.channels;
+        this.counts.permissionsActive -= pruned.permissions;
+        this.counts.channelsActive -= pruned.channels;
       }
       for (const [token, reservation] of this.reservations) {
         if (reservation.expiresAt > now) continue;
@@ -1118,7 +1174,7 @@ export class TurnServer {
       ...(refusal.attributes ?? []),
     ];
     this.sendToClient(link, [this.encodeReply(message, StunClass.Error, attributes, auth)]);
-    this.stats.refusals[refusal.code]++;
+    this.counts.refusals[refusal.code]++;
     this.report('refused', refusal.code);
   }
 
@@ -1142,7 +1198,7 @@ export class TurnServer {
   }
 
   private drop(reason: TurnDropReason): void {
-    this.stats.dropped[reason]++;
+    this.counts.dropped[reason]++;
     this.report('dropped', reason);
   }
 

@@ -1,6 +1,7 @@
 import dgram from 'node:dgram';
 import { closeQuietly } from '../../supernode/stun/udp';
 import { RelayPortPool } from '../../supernode/turn/ports';
+import { openOptions, RELAY_ENGINES, udpFactory } from './engines';
 import { relayPortRange } from './helpers';
 
 describe('RelayPortPool.claim', () => {
@@ -36,7 +37,9 @@ describe('RelayPortPool.claim', () => {
   });
 });
 
-describe('RelayPortPool.bind', () => {
+describe.each(RELAY_ENGINES)('RelayPortPool.bind on %s sockets', (engine) => {
+  const openRelay = (port: number) => udpFactory(engine).open('127.0.0.1', port, openOptions);
+
   it('binds sockets without collisions and steps over a port another process holds', async () => {
     const { minPort, maxPort } = relayPortRange(3);
     const holder = dgram.createSocket('udp4');
@@ -44,24 +47,21 @@ describe('RelayPortPool.bind', () => {
     const pool = new RelayPortPool(minPort, maxPort);
     const bound = [];
     for (let i = 0; i < 2; i++) {
-      const relays = await pool.bind('127.0.0.1', 'udp4', { even: false, pair: false });
+      const relays = await pool.bind({ even: false, pair: false }, openRelay);
       expect(relays).toHaveLength(1);
       bound.push(...(relays ?? []));
     }
     expect(bound.map((b) => b.port).sort()).toEqual([minPort, maxPort]);
-    expect(await pool.bind('127.0.0.1', 'udp4', { even: false, pair: false })).toBeNull();
-    for (const relay of bound) closeQuietly(relay.socket);
+    expect(await pool.bind({ even: false, pair: false }, openRelay)).toBeNull();
+    for (const relay of bound) relay.socket.close();
     closeQuietly(holder);
   });
 
   it('binds a pair on consecutive ports', async () => {
     const { minPort, maxPort } = relayPortRange(8);
     const pool = new RelayPortPool(minPort, maxPort);
-    const relays = await pool.bind('127.0.0.1', 'udp4', { even: true, pair: true });
-    expect(relays?.map((r) => r.socket.address().port)).toEqual([
-      relays?.[0].port,
-      (relays?.[0].port ?? 0) + 1,
-    ]);
-    for (const relay of relays ?? []) closeQuietly(relay.socket);
+    const relays = await pool.bind({ even: true, pair: true }, openRelay);
+    expect(relays?.map((r) => r.socket.port)).toEqual([relays?.[0].port, (relays?.[0].port ?? 0) + 1]);
+    for (const relay of relays ?? []) relay.socket.close();
   });
 });
