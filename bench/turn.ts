@@ -28,6 +28,10 @@ const SECRET = 'bench-secret';
 const REALM = 'bench';
 const HOST = '127.0.0.1';
 const quick = process.argv.includes('--quick');
+/** `--engine dgram` measures the JavaScript relay instead of the native fast path (docs/turn.md). */
+const engineArg = process.argv.indexOf('--engine');
+const engine = (engineArg > 0 ? process.argv[engineArg + 1] : 'native') as 'native' | 'dgram';
+if (engine !== 'native' && engine !== 'dgram') throw new Error('--engine takes native or dgram');
 
 interface Load {
   sessions: number;
@@ -152,6 +156,7 @@ async function startOurs(): Promise<Server> {
     // Limits high enough never to bite, so the token buckets still run as they would in production.
     allocationBandwidth: 1e9,
     userBandwidth: 1e9,
+    relayEngine: engine,
   };
   const child: ChildHandle = spawnNode({
     name: 'turnserver-ours',
@@ -161,7 +166,7 @@ async function startOurs(): Promise<Server> {
   commands.push(child.commandLine);
   await child.waitFor(ofType<{ port: number }>('listening'), 10_000, 'listening');
   return {
-    name: 'TurnServer (ours)',
+    name: `TurnServer (ours, ${engine})`,
     port,
     relayPorts: [20_000, 25_999],
     pid: child.pid,
@@ -410,7 +415,7 @@ async function main(): Promise<void> {
   const peer = start(peerTool, ['-L', HOST, '-p', String(peerPort)], 30 * 60_000);
   await sleep(300);
 
-  const ours = await runServer('TurnServer (ours)', startOurs, uclient, peerPort);
+  const ours = await runServer(`TurnServer (ours, ${engine})`, startOurs, uclient, peerPort);
   const coturn = turnserver
     ? await runServer('coturn turnserver', () => startCoturn(turnserver), uclient, peerPort)
     : undefined;
@@ -463,7 +468,7 @@ async function main(): Promise<void> {
       : ['baseline skipped: coturn turnserver is not on PATH. Install it with `apt-get install -y coturn`.']),
     `machine: ${JSON.stringify(machineFacts())}`,
     `took: ${Math.round((Date.now() - began) / 1000)} s`,
-    `command: npx tsx bench/turn.ts${quick ? ' --quick' : ''}`,
+    `command: npx tsx bench/turn.ts${quick ? ' --quick' : ''}${engine === 'dgram' ? ' --engine dgram' : ''}`,
     'processes run:',
     ...[
       ...new Set(

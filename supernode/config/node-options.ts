@@ -360,6 +360,13 @@ export const nodeOptionTable = {
     max: 1_000_000_000,
     help: 'Relayed bytes/s per user over all their allocations on this node (0: unlimited).',
   },
+  turnRelayEngine: {
+    kind: 'enum',
+    env: 'SUPERNODE_TURN_RELAY_ENGINE',
+    default: 'auto',
+    choices: ['auto', 'native', 'dgram'],
+    help: 'What relays TURN over UDP: native (the C fast path, built by npm run build:native), dgram (Node sockets), or auto (native when it is built, else dgram, logged).',
+  },
   turnAllowPeers: {
     kind: 'list',
     env: 'SUPERNODE_TURN_ALLOW_PEERS',

@@ -345,15 +345,15 @@ export class NodeMetrics {
       this.counter(name, help, read, this.subsystemRegistry);
     const labelled = (name: string, help: string, label: string, read: () => Iterable<[string, number]>) =>
       this.labelledCounter(name, help, label, read, this.subsystemRegistry);
-    const stats = turn.stats;
-    gauge('supernode_turn_allocations', 'TURN allocations on this node', () => stats.allocationsActive);
+    // Read on every scrape: the getter folds in what the native relay engine counted since the last one.
+    gauge('supernode_turn_allocations', 'TURN allocations on this node', () => turn.stats.allocationsActive);
     gauge(
       'supernode_turn_permissions',
       'TURN permissions of live allocations',
-      () => stats.permissionsActive,
+      () => turn.stats.permissionsActive,
     );
-    gauge('supernode_turn_channels', 'TURN channels of live allocations', () => stats.channelsActive);
-    gauge('supernode_turn_tcp_connections', 'TURN clients on TCP and TLS', () => stats.tcpConnections);
+    gauge('supernode_turn_channels', 'TURN channels of live allocations', () => turn.stats.channelsActive);
+    gauge('supernode_turn_tcp_connections', 'TURN clients on TCP and TLS', () => turn.stats.tcpConnections);
     gauge(
       'supernode_turn_relay_ports_in_use',
       'Relay ports held by allocations and reservations',
@@ -372,25 +372,25 @@ export class NodeMetrics {
       'supernode_turn_relayed_packets_total',
       'Datagrams relayed by TURN, by direction',
       'direction',
-      () => Object.entries({ to_peer: stats.packetsToPeer, to_client: stats.packetsToClient }),
+      () => Object.entries({ to_peer: turn.stats.packetsToPeer, to_client: turn.stats.packetsToClient }),
     );
     labelled(
       'supernode_turn_relayed_bytes_total',
       'Payload bytes relayed by TURN, by direction',
       'direction',
-      () => Object.entries({ to_peer: stats.bytesToPeer, to_client: stats.bytesToClient }),
+      () => Object.entries({ to_peer: turn.stats.bytesToPeer, to_client: turn.stats.bytesToClient }),
     );
     labelled(
       'supernode_turn_refusals_total',
       'TURN error responses by STUN error code (401 includes every first challenge)',
       'code',
-      () => Object.entries(stats.refusals),
+      () => Object.entries(turn.stats.refusals),
     );
     labelled(
       'supernode_turn_dropped_total',
       'TURN messages and packets neither answered nor relayed, by reason',
       'reason',
-      () => Object.entries(stats.dropped),
+      () => Object.entries(turn.stats.dropped),
     );
     if (secretFile) {
       counter(

@@ -55,6 +55,7 @@ export function buildNodeTurn(
       allocationBandwidth: config.turnAllocationBytesPerSecond,
       userBandwidth: config.turnUserBytesPerSecond,
       allowPeers: config.turnAllowPeers,
+      relayEngine: config.turnRelayEngine,
       software: 'supernode',
       log,
       onOutcome,

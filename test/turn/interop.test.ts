@@ -1,6 +1,7 @@
 import { StunServer } from '../../supernode/stun/server';
 import { waitFor } from '../helpers/node';
 import { coturnTool, echoPeerPair, killAll, run, uclientTotals } from './coturn';
+import { RELAY_ENGINES } from './engines';
 import { type Harness, type Peer, SECRET, startTurn, TLS_CERT, TLS_KEY } from './helpers';
 
 /**
@@ -22,7 +23,10 @@ afterEach(async () => {
   peers = [];
 });
 
-async function setUp(allowLoopback = true): Promise<{ port: number; tlsPort?: number; peerPort: number }> {
+async function setUp(
+  allowLoopback = true,
+  relayEngine: (typeof RELAY_ENGINES)[number] = 'native',
+): Promise<{ port: number; tlsPort?: number; peerPort: number }> {
   turn = await startTurn({
     allowPeers: allowLoopback ? ['127.0.0.1'] : [],
     tlsCert: TLS_CERT,
@@ -31,7 +35,9 @@ async function setUp(allowLoopback = true): Promise<{ port: number; tlsPort?: nu
     maxAllocationsPerUser: 64,
     now: Date.now, // coturn's clients mint their usernames from the real clock
     sweepIntervalMs: 1000,
+    relayEngine,
   });
+  expect(turn.server.engine).toBe(relayEngine);
   peers = await echoPeerPair();
   return { port: turn.address.port, tlsPort: turn.address.tlsPort, peerPort: peers[0].port };
 }
@@ -66,7 +72,7 @@ function target(setup: { port: number; tlsPort?: number; peerPort: number }, tls
   return toPeer ? [...port, '-e', '127.0.0.1', '-r', String(setup.peerPort)] : port;
 }
 
-describe('turnutils_uclient against our TurnServer', () => {
+describe.each(RELAY_ENGINES)('turnutils_uclient against our TurnServer, %s relay engine', (engine) => {
   it.each([
     // -m 4 without -c: two RTP and two RTCP sessions, each its own allocation.
     ['UDP with channels, RTP and RTCP pairs (EVEN-PORT, RESERVATION-TOKEN)', [], 4],
@@ -76,7 +82,7 @@ describe('turnutils_uclient against our TurnServer', () => {
     ['TLS (-t -S) on the TLS port', ['-t', '-S'], 2],
   ])('%s', async (_name, flags, sessions) => {
     const uclient = coturnTool('turnutils_uclient');
-    const setup = await setUp();
+    const setup = await setUp(true, engine);
     const toPeer = !flags.includes('-y');
     const args = [...credentials, ...flags, ...target(setup, flags.includes('-S'), toPeer)];
     const result = await run(uclient, [...args, '-n', String(MESSAGES), '-m', String(sessions), '127.0.0.1']);
@@ -95,7 +101,7 @@ describe('turnutils_uclient against our TurnServer', () => {
   /** A short uclient run that must fail, relaying nothing to the echo peers. */
   async function refusedRun(auth: string[], allowLoopback: boolean): Promise<string> {
     const uclient = coturnTool('turnutils_uclient');
-    const setup = await setUp(allowLoopback);
+    const setup = await setUp(allowLoopback, engine);
     const result = await run(uclient, [...auth, ...target(setup, false, true), '-n', '2', '-c', '127.0.0.1']);
     expect(result.code).not.toBe(0);
     expect(peers.flatMap((peer) => peer.received)).toHaveLength(0);
